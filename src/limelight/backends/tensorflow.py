@@ -1,0 +1,349 @@
+"""TensorFlow backend: Keras 3 models (Sequential, functional, subclassed, nested) on the
+TensorFlow backend, behind :class:`limelight.Model`.
+
+* Layer names are paths through nested models, ``"outer_layer/inner_layer"``; a bare layer
+  name is accepted when it is unique, and so is a layer object.
+* A layer's output is captured by wrapping that layer's ``call`` for the duration of the
+  forward pass (restored in ``finally``), so it works inside nested models and subclassed
+  models alike: no sub-model is rebuilt, so there is no "graph disconnected" failure.
+* Forward and gradient passes are compiled with ``tf.function`` and cached per model, layer
+  and input signature (batch axis free), so repeated calls do not retrace.
+* Models run with ``training=False``; weights and trainable flags are never touched.
+* Inputs are channels-last already.
+
+Importing this module does not import TensorFlow or Keras.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from ..core.arrays import check_canonical, to_numpy_float32
+from ..core.errors import (
+    InputError,
+    LayerError,
+    NotDifferentiableError,
+    UnsupportedModelError,
+    close_matches,
+)
+from ..core.hookspecs import hookimpl
+from ..core.layers import pick_default_layer
+from ..core.lazy import LazyModule
+from ..core.model import Gradients, Model
+from ..core.targets import normalize_targets, resolve_targets
+
+tf: Any = LazyModule("tensorflow", extra="tensorflow")
+keras: Any = LazyModule("keras", extra="tensorflow")
+
+__all__ = ["KerasModel", "limelight_wrap_model"]
+
+SEPARATOR = "/"
+
+# Compiled functions per native model: {model: {key: tf.function}}. Keyed weakly, and the
+# functions reach the model only through a weak reference, so dropping the model frees them.
+_COMPILED: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+@hookimpl(trylast=True)
+def limelight_wrap_model(model: object) -> Model | None:
+    """Wrap a Keras 3 model (only when Keras is already imported)."""
+    loaded = sys.modules.get("keras")
+    if loaded is None or not isinstance(model, loaded.Model):
+        return None
+    backend = loaded.backend.backend()
+    if backend != "tensorflow":
+        raise UnsupportedModelError(
+            f"this Keras model runs on the {backend!r} backend; limelight's Keras support needs "
+            "the TensorFlow backend (set KERAS_BACKEND=tensorflow before importing keras)."
+        )
+    return KerasModel(model)
+
+
+def _sublayers(layer: Any) -> list[Any]:
+    flatten = getattr(layer, "_flatten_layers", None)
+    if flatten is None:
+        return []
+    return [
+        sub
+        for sub in flatten(include_self=False, recursive=False)
+        if not isinstance(sub, keras.layers.InputLayer)
+    ]
+
+
+@contextlib.contextmanager
+def _tapped(layers: dict[str, Any], on_output: Callable[[str, Any], Any]) -> Iterator[None]:
+    """Route every call of each layer's ``call`` through ``on_output(name, output)``.
+
+    The instance attribute shadows the class's method for the duration only.
+    """
+    patched = []
+    try:
+        for name, layer in layers.items():
+            original = layer.call
+
+            def call(*args: Any, __name: str = name, __orig: Any = original, **kwargs: Any) -> Any:
+                return on_output(__name, __orig(*args, **kwargs))
+
+            had_own = "call" in layer.__dict__
+            previous = layer.__dict__.get("call")
+            object.__setattr__(layer, "call", call)
+            patched.append((layer, had_own, previous))
+        yield
+    finally:
+        for layer, had_own, previous in reversed(patched):
+            if had_own:
+                object.__setattr__(layer, "call", previous)
+            else:
+                object.__delattr__(layer, "call")
+
+
+class KerasModel(Model):
+    """A Keras 3 model (TensorFlow backend) taking NHWC (or ``(N, D)``), returning ``(N, K)``."""
+
+    framework = "tensorflow"
+
+    def __init__(self, native: object) -> None:
+        super().__init__(native)
+        self._default_layers: dict[tuple[int, ...], str] = {}
+
+    # -- inputs -----------------------------------------------------------------------------
+    def canonical(self, inputs: Any) -> np.ndarray:
+        """NHWC array or tensor (as the model is fed) -> checked float32 NumPy."""
+        if hasattr(inputs, "numpy") and not isinstance(inputs, np.ndarray):
+            inputs = inputs.numpy()
+        arr = check_canonical(to_numpy_float32(inputs))
+        expected = self._input_shape()
+        if expected is not None:
+            if arr.ndim != len(expected):
+                hint = " For one sample use x[None]." if arr.ndim == len(expected) - 1 else ""
+                raise InputError(
+                    f"inputs have shape {arr.shape}, but the model takes {len(expected)}-D "
+                    f"batches shaped {tuple(expected)}.{hint}"
+                )
+            channels = expected[-1]
+            if arr.ndim == 4 and channels is not None and arr.shape[-1] != channels:
+                hint = (
+                    " They look channels-first (N, C, H, W); Keras models take NHWC: pass "
+                    "x.transpose(0, 2, 3, 1)."
+                    if arr.shape[1] == channels
+                    else ""
+                )
+                raise InputError(
+                    f"inputs have shape {arr.shape}, but the model takes {channels} channels "
+                    f"in NHWC layout.{hint}"
+                )
+        return arr
+
+    def _input_shape(self) -> tuple[int | None, ...] | None:
+        try:
+            shape = self.native.input_shape
+        except (AttributeError, ValueError):  # subclassed or unbuilt models
+            return None
+        return tuple(shape) if isinstance(shape, tuple | list) and shape and not isinstance(shape[0], tuple | list) else None
+
+    # -- layers ------------------------------------------------------------------------------
+    def _named_layers(self) -> dict[str, Any]:
+        named: dict[str, Any] = {}
+
+        def walk(layer: Any, prefix: str) -> None:
+            for sub in _sublayers(layer):
+                path = prefix + sub.name
+                named[path] = sub
+                walk(sub, path + SEPARATOR)
+
+        walk(self.native, "")
+        return named
+
+    def layers(self) -> list[str]:
+        return list(self._named_layers())
+
+    def resolve_layer(self, layer: object) -> str:
+        """A layer path, a unique bare layer name, or a layer object -> its path."""
+        named = self._named_layers()
+        if isinstance(layer, str):
+            if layer in named:
+                return layer
+            matches = [path for path in named if path.rsplit(SEPARATOR, 1)[-1] == layer]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise LayerError(f"layer name {layer!r} is ambiguous: {', '.join(matches)}; pass a full path.")
+            raise LayerError(
+                f"unknown layer {layer!r} for this Keras model."
+                + close_matches(layer, list(named) + [p.rsplit(SEPARATOR, 1)[-1] for p in named])
+                + " Model.layers() lists every name."
+            )
+        for path, obj in named.items():
+            if obj is layer:
+                return path
+        raise LayerError(
+            f"the object {layer!r} passed as layer is not a layer of this model; pass a name "
+            "from Model.layers() or one of its layers."
+        )
+
+    def default_layer(self, x: np.ndarray | None = None) -> str:
+        """The last layer (in execution order) with a spatial 4-D output that runs once per
+        forward (see :func:`~limelight.core.layers.pick_default_layer`), traced on a sample
+        ``x``; without one, on zeros shaped like the model's declared input."""
+        if x is None:
+            shape = self._input_shape()
+            if shape is None or None in shape[1:]:
+                raise LayerError(
+                    "this Keras model declares no fixed input shape; pass a sample input to "
+                    "default_layer(x) or layer= explicitly."
+                )
+            x = np.zeros((1, *shape[1:]), np.float32)
+        key = tuple(x.shape[1:])
+        if key not in self._default_layers:
+            self._default_layers[key] = self._default_from_trace(x[:1])
+        return self._default_layers[key]
+
+    def _default_from_trace(self, x: np.ndarray) -> str:
+        finished: list[tuple[str, tuple[int | None, ...] | None]] = []
+
+        def record(name: str, output: Any) -> Any:
+            shape = getattr(output, "shape", None)
+            finished.append((name, None if shape is None else tuple(shape)))
+            return output
+
+        with _tapped(self._named_layers(), record):
+            self.native(tf.constant(x), training=False)
+        return pick_default_layer(finished, separator=SEPARATOR)
+
+    # -- compiled functions -----------------------------------------------------------------
+    def _compiled(self, key: Any, build: Callable[[weakref.ref[Any]], Any]) -> Any:
+        table = _COMPILED.setdefault(self.native, {})
+        if key not in table:
+            table[key] = build(weakref.ref(self.native))
+        return table[key]
+
+    @staticmethod
+    def _spec(x: np.ndarray) -> Any:
+        return tf.TensorSpec((None, *x.shape[1:]), tf.float32)
+
+    def _forward_fn(self, x: np.ndarray) -> Any:
+        spec = self._spec(x)
+
+        def build(ref: weakref.ref[Any]) -> Any:
+            @tf.function(input_signature=[spec])
+            def forward(inputs: Any) -> Any:
+                return ref()(inputs, training=False)
+
+            return forward
+
+        return self._compiled(("forward", spec), build)
+
+    def _gradient_fn(self, x: np.ndarray, path: str | None, layer: Any) -> Any:
+        spec = self._spec(x)
+
+        def build(ref: weakref.ref[Any]) -> Any:
+            @tf.function(input_signature=[spec, tf.TensorSpec((None,), tf.int64)])
+            def gradient(inputs: Any, targets: Any) -> Any:
+                captured: list[Any] = []
+                with tf.GradientTape(watch_accessed_variables=False) as tape:
+                    if path is None:
+                        tape.watch(inputs)
+                        captured.append(inputs)
+                        outputs = ref()(inputs, training=False)
+                    else:
+
+                        def capture(name: str, output: Any) -> Any:
+                            if captured:
+                                raise LayerError(
+                                    f"layer {name!r} runs more than once per forward (a shared "
+                                    "layer); pick a layer that runs once."
+                                )
+                            if not tf.is_tensor(output):
+                                raise LayerError(
+                                    f"layer {name!r} outputs a {type(output).__name__}, not a "
+                                    "tensor; pick a layer with a single tensor output."
+                                )
+                            tape.watch(output)
+                            captured.append(output)
+                            return output
+
+                        with _tapped({path: layer}, capture):
+                            outputs = ref()(inputs, training=False)
+                        if not captured:
+                            raise LayerError(f"layer {path!r} did not run in the forward pass; pick another layer.")
+                    outputs = _check_outputs(outputs)
+                    predicted = tf.argmax(outputs, axis=1, output_type=tf.int64)
+                    chosen = tf.where(targets < 0, predicted, targets)
+                    score = tf.reduce_sum(tf.gather(outputs, chosen, axis=1, batch_dims=1))
+                grad = tape.gradient(score, captured[0])
+                if grad is None:
+                    where = "the input" if path is None else f"layer {path!r}"
+                    raise NotDifferentiableError(
+                        f"the model's output does not depend differentiably on {where}; pick a "
+                        "layer on the path to the output."
+                    )
+                return outputs, captured[0], grad
+
+            return gradient
+
+        return self._compiled(("gradient", path, spec), build)
+
+    # -- the gradient API --------------------------------------------------------------------
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        forward = self._forward_fn(x)
+        outs = [_check_outputs(forward(tf.constant(x[batch]))).numpy() for batch in self.batches(len(x))]
+        return np.concatenate(outs).astype(np.float32)
+
+    def activations(self, x: np.ndarray, layer: str) -> np.ndarray:
+        return self.gradients(x, None, layer).activations
+
+    def gradients(
+        self, x: np.ndarray, targets: np.ndarray | None, layer: str | None = None
+    ) -> Gradients:
+        targets = normalize_targets(targets, len(x))
+        path = None if layer is None else self.resolve_layer(layer)
+        fn = self._gradient_fn(x, path, None if path is None else self._named_layers()[path])
+        if targets is not None:
+            # Range-check (and map negative indices) before any work.
+            num_outputs = self._num_outputs(x)
+            targets = resolve_targets(targets, np.zeros((len(x), num_outputs), np.float32))
+        outs, acts, grads = [], [], []
+        for batch in self.batches(len(x)):
+            batch_targets = np.full(batch.stop - batch.start, -1, np.int64) if targets is None else targets[batch]
+            out, act, grad = fn(tf.constant(x[batch]), tf.constant(batch_targets))
+            outs.append(out.numpy())
+            acts.append(act.numpy())
+            grads.append(grad.numpy())
+        return Gradients(
+            np.concatenate(outs).astype(np.float32),
+            np.concatenate(acts).astype(np.float32),
+            np.concatenate(grads).astype(np.float32),
+        )
+
+    def _num_outputs(self, x: np.ndarray) -> int:
+        fn = self._forward_fn(x)
+        shape = fn.get_concrete_function().structured_outputs.shape
+        if shape.rank != 2:
+            raise _bad_outputs(shape)
+        if shape[1] is None:
+            return int(fn(tf.constant(x[:1])).shape[1])
+        return int(shape[1])
+
+
+def _bad_outputs(shape: Any) -> InputError:
+    return InputError(
+        f"the model returned shape {tuple(shape)}; limelight explains outputs of shape (N, K) "
+        "(one score per class)."
+    )
+
+
+def _check_outputs(outputs: Any) -> Any:
+    if not tf.is_tensor(outputs):
+        raise InputError(
+            f"the model returned a {type(outputs).__name__}, not a tensor of shape (N, K); wrap "
+            "it in a model that returns the class scores."
+        )
+    if outputs.shape.rank != 2:
+        raise _bad_outputs(outputs.shape)
+    return tf.cast(outputs, tf.float32)

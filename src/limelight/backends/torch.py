@@ -1,0 +1,274 @@
+"""PyTorch backend: any ``torch.nn.Module`` behind :class:`limelight.Model`.
+
+* Layer names are ``named_modules()`` names (a module object is accepted too).
+* Inputs are NCHW at the model, NHWC in limelight; converted here, once.
+* The model runs on its own device and dtype, in eval mode; every module's previous
+  ``training`` flag is restored afterwards, also when the call raises.
+* Layer gradients come from ``torch.autograd.grad`` on the captured activation only: the
+  forward runs without autograd up to the layer and records a graph only from there on, so
+  no parameter ``.grad`` is written and no ``requires_grad`` flag changes. The activation
+  handed downstream is a copy, so in-place ops after the layer (``ReLU(inplace=True)``)
+  cannot corrupt it. Hooks are removed in ``finally`` blocks.
+
+Importing this module does not import torch; torch is imported on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..core.arrays import check_canonical, to_numpy_float32
+from ..core.errors import InputError, LayerError, NotDifferentiableError
+from ..core.hookspecs import hookimpl
+from ..core.layers import pick_default_layer
+from ..core.lazy import LazyModule
+from ..core.model import Gradients, Model
+from ..core.targets import normalize_targets, resolve_targets
+
+if TYPE_CHECKING:
+    import torch as torch_types
+
+torch: Any = LazyModule("torch", extra="torch")
+
+__all__ = ["TorchModel", "limelight_wrap_model"]
+
+
+@hookimpl(trylast=True)
+def limelight_wrap_model(model: object) -> Model | None:
+    """Wrap a ``torch.nn.Module`` (only when torch is already imported)."""
+    loaded = sys.modules.get("torch")
+    if loaded is None or not isinstance(model, loaded.nn.Module):
+        return None
+    return TorchModel(model)
+
+
+class TorchModel(Model):
+    """A ``torch.nn.Module`` taking NCHW (or ``(N, D)``) tensors and returning ``(N, K)``."""
+
+    framework = "torch"
+    native: torch_types.nn.Module
+
+    # -- layout ------------------------------------------------------------------------------
+    def canonical(self, inputs: Any) -> np.ndarray:
+        """NCHW tensor or array (as the model is fed) -> checked NHWC float32 NumPy."""
+        if isinstance(inputs, torch.Tensor):
+            arr = inputs.detach().to("cpu", torch.float32).numpy()
+        else:
+            arr = to_numpy_float32(inputs)
+        check_canonical(arr)
+        expected = self._input_channels()
+        if expected is not None:
+            if arr.ndim == 3:
+                raise InputError(
+                    f"inputs have shape {arr.shape}, but this model takes a batch (N, C, H, W): "
+                    "for one image use x[None] (x.unsqueeze(0))."
+                )
+            if arr.ndim == 4 and arr.shape[1] != expected:
+                hint = (
+                    " They look channels-last (N, H, W, C); torch models take NCHW: pass "
+                    "x.permute(0, 3, 1, 2)."
+                    if arr.shape[3] == expected
+                    else ""
+                )
+                raise InputError(
+                    f"inputs have shape {arr.shape}, but the model's first convolution takes "
+                    f"{expected} channels in NCHW layout.{hint}"
+                )
+        return np.ascontiguousarray(arr.transpose(0, 2, 3, 1)) if arr.ndim == 4 else arr
+
+    def _input_channels(self) -> int | None:
+        for module in self.native.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                return int(module.in_channels)
+        return None
+
+    def _device_dtype(self) -> tuple[Any, Any]:
+        device, dtype = torch.device("cpu"), torch.float32
+        for tensor in [*self.native.parameters(), *self.native.buffers()]:
+            device = tensor.device
+            if tensor.is_floating_point():
+                return device, tensor.dtype
+        return device, dtype
+
+    def _to_native(self, x: np.ndarray) -> torch_types.Tensor:
+        device, dtype = self._device_dtype()
+        arr = x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
+        return torch.from_numpy(np.ascontiguousarray(arr)).to(device=device, dtype=dtype)
+
+    @staticmethod
+    def _to_canonical(t: torch_types.Tensor) -> np.ndarray:
+        arr = t.detach().to("cpu", torch.float32).numpy()
+        return np.ascontiguousarray(arr.transpose(0, 2, 3, 1)) if arr.ndim == 4 else arr
+
+    # -- layers ------------------------------------------------------------------------------
+    def layers(self) -> list[str]:
+        return [name for name, _ in self.native.named_modules() if name]
+
+    def resolve_layer(self, layer: object) -> str:
+        """A ``named_modules()`` name or a module object of this model -> its name."""
+        if isinstance(layer, torch.nn.Module):
+            for name, module in self.native.named_modules():
+                if module is layer and name:
+                    return name
+            raise LayerError(
+                f"the module {type(layer).__name__} passed as layer is not a submodule of this "
+                "model; pass one of model.named_modules() (or its name)."
+            )
+        return super().resolve_layer(layer)
+
+    def _module(self, layer: object) -> tuple[str, torch_types.nn.Module]:
+        name = self.resolve_layer(layer)
+        return name, self.native.get_submodule(name)
+
+    def default_layer(self, x: np.ndarray | None = None) -> str:
+        """The last module (in execution order) with a spatial 4-D output that runs once
+        per forward (see :func:`~limelight.core.layers.pick_default_layer`); traced on a
+        sample ``x``."""
+        if x is None:
+            raise LayerError("the torch backend needs a sample input to find a default layer.")
+        finished: list[tuple[str, tuple[int, ...] | None]] = []
+
+        def make_hook(name: str) -> Any:
+            def hook(module: Any, args: Any, output: Any) -> None:
+                shape = tuple(output.shape) if isinstance(output, torch.Tensor) else None
+                finished.append((name, shape))
+
+            return hook
+
+        with contextlib.ExitStack() as stack:
+            for name, module in self.native.named_modules():
+                if name:
+                    stack.callback(module.register_forward_hook(make_hook(name)).remove)
+            self._forward(x[:1], grad=False)
+        # NCHW shapes -> NHWC for the shared rule
+        return pick_default_layer(
+            [(n, None if s is None or len(s) != 4 else (s[0], s[2], s[3], s[1])) for n, s in finished],
+            separator=".",
+        )
+
+    # -- running ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _eval_mode(self) -> Iterator[None]:
+        modes = [(module, module.training) for module in self.native.modules()]
+        self.native.eval()
+        try:
+            yield
+        finally:
+            for module, training in modes:
+                module.training = training
+
+    def _forward(self, x: np.ndarray, *, grad: bool) -> torch_types.Tensor:
+        with self._eval_mode(), torch.set_grad_enabled(grad):
+            out = self.native(self._to_native(x))
+        return self._check_outputs(out)
+
+    @staticmethod
+    def _check_outputs(out: Any) -> torch_types.Tensor:
+        if not isinstance(out, torch.Tensor):
+            raise InputError(
+                f"the model returned a {type(out).__name__}, not a tensor of shape (N, K): wrap "
+                "it in a module whose forward returns the logits tensor."
+            )
+        if out.ndim != 2:
+            raise InputError(
+                f"the model returned shape {tuple(out.shape)}; limelight explains outputs of "
+                "shape (N, K) (one score per class)."
+            )
+        return out
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        outs = [self._forward(x[batch], grad=False) for batch in self.batches(len(x))]
+        return np.concatenate([o.to("cpu", torch.float32).numpy() for o in outs])
+
+    @contextlib.contextmanager
+    def _capture(self, module: Any, name: str, *, grad: bool) -> Iterator[dict[str, Any]]:
+        """Forward hook storing ``module``'s output; with ``grad``, autograd starts there."""
+        store: dict[str, Any] = {}
+
+        def hook(mod: Any, args: Any, output: Any) -> Any:
+            if "activation" in store:
+                raise LayerError(
+                    f"layer {name!r} runs more than once per forward (a reused module); pick a "
+                    "layer that runs once."
+                )
+            if not isinstance(output, torch.Tensor):
+                raise LayerError(
+                    f"layer {name!r} outputs a {type(output).__name__}, not a tensor; pick a "
+                    "layer with a single tensor output."
+                )
+            if not grad:
+                store["activation"] = output.detach().clone()
+                return None
+            leaf = output.detach().requires_grad_(True)
+            store["activation"] = leaf
+            torch.set_grad_enabled(True)  # record the graph from here on; reset by the caller
+            return leaf.clone()  # in-place ops downstream change the copy, not the leaf
+
+        handle = module.register_forward_hook(hook)
+        try:
+            yield store
+        finally:
+            handle.remove()
+
+    def activations(self, x: np.ndarray, layer: str) -> np.ndarray:
+        name, module = self._module(layer)
+        parts = []
+        for batch in self.batches(len(x)):
+            with self._capture(module, name, grad=False) as store:
+                self._forward(x[batch], grad=False)
+            parts.append(self._to_canonical(self._captured(store, name)))
+        return np.concatenate(parts)
+
+    @staticmethod
+    def _captured(store: dict[str, Any], name: str) -> torch_types.Tensor:
+        if "activation" not in store:
+            raise LayerError(f"layer {name!r} did not run in the forward pass; pick another layer.")
+        return store["activation"]
+
+    def gradients(
+        self, x: np.ndarray, targets: np.ndarray | None, layer: str | None = None
+    ) -> Gradients:
+        targets = normalize_targets(targets, len(x))
+        named = self._module(layer) if layer is not None else None
+        outs, acts, grads = [], [], []
+        for batch in self.batches(len(x)):
+            out, act, grad = self._gradients_batch(
+                x[batch], None if targets is None else targets[batch], named
+            )
+            outs.append(out)
+            acts.append(act)
+            grads.append(grad)
+        return Gradients(np.concatenate(outs), np.concatenate(acts), np.concatenate(grads))
+
+    def _gradients_batch(
+        self, x: np.ndarray, targets: np.ndarray | None, named: tuple[str, Any] | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        where = "the input" if named is None else f"layer {named[0]!r}"
+        with self._eval_mode():
+            if named is None:
+                with torch.enable_grad():
+                    activation = self._to_native(x).requires_grad_(True)
+                    out = self._check_outputs(self.native(activation))
+            else:
+                with torch.no_grad(), self._capture(named[1], named[0], grad=True) as store:
+                    out = self._check_outputs(self.native(self._to_native(x)))
+                activation = self._captured(store, named[0])
+        outputs = out.detach().to("cpu", torch.float32).numpy()
+        resolved = resolve_targets(targets, outputs)
+        score = out[torch.arange(len(resolved)), torch.as_tensor(resolved, device=out.device)].sum()
+        if not score.requires_grad:
+            raise NotDifferentiableError(
+                f"the model's output does not depend differentiably on {where}: does forward() "
+                "detach tensors, run under torch.no_grad(), or go through NumPy?"
+            )
+        (grad,) = torch.autograd.grad(score, activation, allow_unused=True)
+        if grad is None:
+            raise NotDifferentiableError(
+                f"the model's output does not depend on {where}; pick a layer on the path to the output."
+            )
+        return outputs, self._to_canonical(activation), self._to_canonical(grad)

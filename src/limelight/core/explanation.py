@@ -1,0 +1,104 @@
+"""``Explanation``: the result of every explainer, in canonical layout."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = ["Explanation"]
+
+_ARRAYS = ("values", "targets", "outputs", "inputs", "base_values")
+
+
+def _frozen_array(a: Any, dtype: Any = None) -> np.ndarray:
+    arr = np.array(a, dtype=dtype, copy=True)
+    arr.setflags(write=False)
+    return arr
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Explanation:
+    """An explanation of a batch of N samples.
+
+    Attributes:
+        method: the explainer's registered name, e.g. ``"gradcam"``.
+        values: the attribution in canonical layout at input resolution: ``(N, H, W)`` for
+            CAM maps, ``(N, H, W, C)`` for attributions (``(N, D)`` for flat inputs).
+        targets: ``(N,)`` int64, the explained output per sample.
+        outputs: ``(N, K)`` float32, the model's outputs.
+        inputs: the canonical inputs ``(N, H, W, C)``, if kept.
+        base_values: ``(N,)`` expected output for additive methods (SHAP), else None.
+        params: the explainer's parameters (JSON-serializable values are saved).
+        framework: the backend's framework name, e.g. ``"torch"``.
+
+    Arrays are read-only copies, so an explanation cannot change after it is made.
+    """
+
+    method: str
+    values: np.ndarray
+    targets: np.ndarray
+    outputs: np.ndarray
+    inputs: np.ndarray | None = None
+    base_values: np.ndarray | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    framework: str | None = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "values", _frozen_array(self.values))
+        set_(self, "targets", _frozen_array(self.targets, np.int64))
+        set_(self, "outputs", _frozen_array(self.outputs, np.float32))
+        for name in ("inputs", "base_values"):
+            if getattr(self, name) is not None:
+                set_(self, name, _frozen_array(getattr(self, name)))
+        set_(self, "params", dict(self.params))
+        n = self.values.shape[0] if self.values.ndim else -1
+        if self.targets.shape != (n,):
+            raise InputError(f"targets shape {self.targets.shape} does not match values {self.values.shape}")
+        if self.outputs.ndim != 2 or self.outputs.shape[0] != n:
+            raise InputError(f"outputs shape {self.outputs.shape} does not match values {self.values.shape}")
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+    def __getitem__(self, index: int | slice) -> Explanation:
+        """The explanation of a subset of samples (``exp[0]`` keeps a batch axis of 1)."""
+        idx = slice(index, index + 1) if isinstance(index, int) else index
+        kwargs = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in _ARRAYS:
+            if kwargs[name] is not None:
+                kwargs[name] = kwargs[name][idx]
+        return Explanation(**kwargs)
+
+    # -- save / load -----------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write to a compressed ``.npz`` file (arrays + JSON metadata); no pickling."""
+        arrays = {name: getattr(self, name) for name in _ARRAYS if getattr(self, name) is not None}
+        meta = {
+            "method": self.method,
+            "framework": self.framework,
+            "params": {k: v for k, v in self.params.items() if _jsonable(v)},
+        }
+        np.savez_compressed(path, __meta__=np.array(json.dumps(meta)), **arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Explanation:
+        """Read an explanation written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["__meta__"]))
+            arrays = {name: data[name] for name in _ARRAYS if name in data.files}
+        return cls(method=meta["method"], framework=meta["framework"], params=meta["params"], **arrays)
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
