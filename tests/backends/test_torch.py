@@ -1,0 +1,242 @@
+"""The PyTorch backend: layouts, layers, gradients, and leaving the user's model untouched."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+torchvision = pytest.importorskip("torchvision")
+
+import limelight  # noqa: E402
+from limelight.backends.torch import TorchModel  # noqa: E402
+from limelight.core.errors import InputError, LayerError, NotDifferentiableError, TargetError  # noqa: E402
+
+
+def snapshot(model):
+    """Everything about a module that limelight must not change."""
+    return {
+        "params": {n: p.detach().clone() for n, p in model.named_parameters()},
+        "buffers": {n: b.detach().clone() for n, b in model.named_buffers()},
+        "grads": {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()},
+        "requires_grad": {n: p.requires_grad for n, p in model.named_parameters()},
+        "training": {n: m.training for n, m in model.named_modules()},
+        "hooks": {
+            n: (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks),
+                len(getattr(m, "_backward_pre_hooks", {})))
+            for n, m in model.named_modules()
+        },
+    }
+
+
+def assert_unchanged(model, before):
+    after = snapshot(model)
+    for n in before["params"]:
+        assert torch.equal(before["params"][n], after["params"][n]), n
+    for n in before["buffers"]:
+        assert torch.equal(before["buffers"][n], after["buffers"][n]), n
+    for n, g in before["grads"].items():
+        assert (g is None and after["grads"][n] is None) or torch.equal(g, after["grads"][n]), n
+    assert before["requires_grad"] == after["requires_grad"]
+    assert before["training"] == after["training"]
+    assert before["hooks"] == after["hooks"]
+
+
+@pytest.fixture(scope="module")
+def resnet18():
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(weights=None, num_classes=10)
+
+
+def test_layout_conversion_and_layers(twin_cnn):
+    tm, _, layer, _, x_nchw, x_nhwc = twin_cnn
+    model = limelight.wrap(tm)
+    assert isinstance(model, TorchModel) and model.framework == "torch"
+    np.testing.assert_array_equal(model.canonical(x_nchw), x_nhwc)
+    np.testing.assert_array_equal(model.canonical(x_nchw.numpy()), x_nhwc)  # arrays as fed: NCHW
+    assert model.layers() == [str(i) for i in range(9)]
+    acts = model.activations(x_nhwc, layer)
+    with torch.no_grad():
+        ref = tm[:6](x_nchw).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(acts, ref, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(model.predict(x_nhwc), tm(x_nchw).detach().numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_input_gradients_match_autograd(twin_cnn):
+    tm, _, _, _, x_nchw, x_nhwc = twin_cnn
+    x = x_nchw.clone().requires_grad_(True)
+    out = tm(x)
+    targets = np.array([0, 1, 2, 3])
+    out[torch.arange(4), torch.as_tensor(targets)].sum().backward()
+    grads = limelight.wrap(tm).gradients(x_nhwc, targets)
+    np.testing.assert_allclose(grads.gradients, x.grad.permute(0, 2, 3, 1).numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(grads.activations, x_nhwc)
+
+
+def test_layer_gradients_batched_equal_unbatched(resnet18):
+    model = limelight.wrap(resnet18)
+    x = model.canonical(torch.randn(5, 3, 64, 64, generator=torch.Generator().manual_seed(1)))
+    whole = model.gradients(x, None, "layer3")
+    with model.batching(2):
+        parts = model.gradients(x, None, "layer3")
+    for a, b in zip(whole.__dict__.values(), parts.__dict__.values(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.abs(a).max())  # conv algorithms vary by batch
+    assert whole.activations.shape == (5, 4, 4, 256)  # NHWC
+
+
+def test_module_object_accepted_as_layer(resnet18):
+    x = torch.randn(2, 3, 64, 64)
+    by_object = limelight.explain(resnet18, x, layer=resnet18.layer4[1])
+    by_name = limelight.explain(resnet18, x, layer="layer4.1")
+    assert by_object.params["layer"] == "layer4.1"
+    np.testing.assert_array_equal(by_object.values, by_name.values)
+
+
+def test_inplace_relu_after_the_layer(resnet18):
+    """layer4.1.bn2's output is modified in place by `out += identity` and ReLU(inplace)."""
+    model = limelight.wrap(resnet18)
+    x = model.canonical(torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2)))
+    grads = model.gradients(x, np.array([1, 2]), "layer4.1.bn2")
+    acts = model.activations(x, "layer4.1.bn2")
+    np.testing.assert_allclose(grads.activations, acts, rtol=1e-5, atol=1e-6)
+    assert (grads.activations < 0).any()  # captured before the in-place ReLU
+
+    # reference: gradient through an explicit, non-in-place recomputation of the block tail
+    block = resnet18.eval().layer4[1]
+    with torch.no_grad():
+        h = resnet18.layer4[0](resnet18.layer3(resnet18.layer2(resnet18.layer1(
+            resnet18.maxpool(resnet18.relu(resnet18.bn1(resnet18.conv1(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())))))))))
+    bn2 = block.bn2(block.conv2(block.relu(block.bn1(block.conv1(h))))).detach().requires_grad_(True)
+    out = resnet18.fc(torch.flatten(resnet18.avgpool(torch.relu(bn2 + h)), 1))
+    out[torch.arange(2), torch.tensor([1, 2])].sum().backward()
+    np.testing.assert_allclose(grads.gradients, bn2.grad.permute(0, 2, 3, 1).numpy(), rtol=1e-4, atol=1e-7)
+
+
+def test_model_unchanged_after_success_and_after_errors(resnet18):
+    resnet18.train()
+    resnet18.layer2.eval()  # a mixed state must come back exactly
+    resnet18.fc.weight.grad = torch.ones_like(resnet18.fc.weight)  # a pre-existing .grad stays
+    resnet18.conv1.weight.requires_grad_(False)
+    try:
+        before = snapshot(resnet18)
+        x = torch.randn(2, 3, 64, 64)
+        for method in limelight.explainers():
+            limelight.explain(resnet18, x, method=method)
+        assert_unchanged(resnet18, before)
+        with pytest.raises(TargetError):
+            limelight.explain(resnet18, x, targets=10)
+        assert_unchanged(resnet18, before)
+        with pytest.raises(LayerError):
+            limelight.explain(resnet18, x, layer="layer4.1.relu")  # runs twice per forward
+        assert_unchanged(resnet18, before)
+    finally:
+        resnet18.eval()
+        resnet18.fc.weight.grad = None
+        resnet18.conv1.weight.requires_grad_(True)
+
+
+def test_model_unchanged_when_forward_raises():
+    class Exploding(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+            self.bn = torch.nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            self.bn(self.conv(x))
+            raise RuntimeError("boom")
+
+    model = Exploding().train()
+    before = snapshot(model)
+    with pytest.raises(RuntimeError, match="boom"):
+        limelight.explain(model, torch.randn(1, 3, 8, 8), layer="bn")
+    assert_unchanged(model, before)
+
+
+def test_runs_in_model_dtype():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(4, 3)).double()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    exp = limelight.explain(model, x, method="gradcam", layer="1", upsample=False, normalize=False)
+    acts = model[:2](x)
+    weights = torch.autograd.grad(model[2:](acts).max(dim=1).values.sum(), acts)[0].mean(dim=(2, 3))
+    # reference computed in float64 by hand
+    ref = torch.relu((weights[:, :, None, None] * acts).sum(1)).detach().numpy()
+    np.testing.assert_allclose(exp.values, ref, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "arch, layer",
+    [("vgg16", "avgpool"), ("resnet50", "layer4.2"), ("densenet121", "features.norm5"),
+     ("mobilenet_v3_small", "features.12.2")],
+)
+def test_real_architectures_default_layer(arch, layer):
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, arch)(weights=None, num_classes=10)
+    x = torch.randn(2, 3, 64, 64)
+    exp = limelight.explain(model, x, method="gradcam")
+    assert exp.params["layer"] == layer
+    assert exp.values.shape == (2, 64, 64) and exp.values.dtype == np.float32
+    assert np.isfinite(exp.values).all() and exp.values.min() >= 0 and exp.values.max() <= 1
+    assert exp.values.reshape(2, -1).max(axis=1).max() == pytest.approx(1.0)
+    np.testing.assert_array_equal(exp.targets, model.eval()(x).argmax(1).numpy())
+
+
+class TestBadInput:
+    def test_unknown_layer_lists_close_names(self, resnet18):
+        with pytest.raises(LayerError, match=r"unknown layer 'layer4.2'.*Did you mean: 'layer4.1'"):
+            limelight.explain(resnet18, torch.randn(1, 3, 32, 32), layer="layer4.2")
+
+    def test_non_spatial_layer(self, resnet18):
+        with pytest.raises(LayerError, match=r"layer 'fc'.*not spatial.*default 'layer4.1'"):
+            limelight.explain(resnet18, torch.randn(1, 3, 64, 64), layer="fc")
+        # at 32x32 layer4 is 1x1, so the default moves to the last layer that is still spatial
+        assert limelight.explain(resnet18, torch.randn(1, 3, 32, 32)).params["layer"] == "layer3.1"
+
+    def test_channels_last_input(self, resnet18):
+        with pytest.raises(InputError, match=r"look channels-last.*permute\(0, 3, 1, 2\)"):
+            limelight.explain(resnet18, torch.randn(1, 32, 32, 3))
+
+    def test_missing_batch_axis(self, resnet18):
+        with pytest.raises(InputError, match=r"x\[None\]"):
+            limelight.explain(resnet18, torch.randn(3, 32, 32))
+
+    def test_nan_and_inf(self, resnet18):
+        x = torch.randn(3, 3, 32, 32)
+        x[1, 0, 0, 0] = float("nan")
+        with pytest.raises(InputError, match=r"NaN values \(samples \[1\]\)"):
+            limelight.explain(resnet18, x)
+        x[1, 0, 0, 0] = float("inf")
+        with pytest.raises(InputError, match="inf"):
+            limelight.explain(resnet18, x)
+
+    def test_empty_batch(self, resnet18):
+        with pytest.raises(InputError, match="empty batch"):
+            limelight.explain(resnet18, torch.randn(0, 3, 32, 32))
+
+    def test_class_out_of_range(self, resnet18):
+        with pytest.raises(TargetError, match=r"target class 10 .*has 10 outputs"):
+            limelight.explain(resnet18, torch.randn(2, 3, 32, 32), targets=[0, 10])
+
+    def test_non_differentiable_model(self):
+        class Detached(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = torch.nn.Conv2d(3, 4, 3)
+
+            def forward(self, x):
+                return self.conv(x).mean(dim=(2, 3)).detach()
+
+        with pytest.raises(NotDifferentiableError, match="detach"):
+            limelight.explain(Detached(), torch.randn(1, 3, 8, 8), layer="conv")
+
+    def test_output_not_a_class_score_tensor(self):
+        class Dict(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = torch.nn.Conv2d(3, 4, 3)
+
+            def forward(self, x):
+                return {"logits": self.conv(x).mean(dim=(2, 3))}
+
+        with pytest.raises(InputError, match="returned a dict"):
+            limelight.explain(Dict(), torch.randn(1, 3, 8, 8), layer="conv")

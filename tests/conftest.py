@@ -1,0 +1,87 @@
+"""Shared fixtures: tiny twin CNNs (torch and Keras with copied weights), registry reset."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np
+import pytest
+
+from limelight.core.registry import registry
+
+
+@pytest.fixture
+def fresh_registry():
+    """Reload plugins before and after the test (for tests that change what is installed)."""
+    registry.reset()
+    yield registry
+    registry.reset()
+
+
+@pytest.fixture(scope="session")
+def twin_cnn():
+    """A small CNN in torch and the same CNN in Keras with copied weights.
+
+    Conv(3→8) ReLU MaxPool(2) Conv(8→16) BatchNorm ReLU GAP Dense(5), inputs 16×16.
+    Returns (torch_model, keras_model, torch_layer, keras_layer, x_nchw, x_nhwc).
+    """
+    import keras
+    import torch
+
+    torch.manual_seed(0)
+    tm = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(8, 16, 3, padding=1),
+        torch.nn.BatchNorm2d(16),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16, 5),
+    )
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so eval mode matters
+        bn = tm[4]
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.2, 0.2)
+    tm.eval()
+
+    km = keras.Sequential(
+        [
+            keras.Input((16, 16, 3)),
+            keras.layers.Conv2D(8, 3, padding="same", name="conv1"),
+            keras.layers.ReLU(name="relu1"),
+            keras.layers.MaxPooling2D(2, name="pool"),
+            keras.layers.Conv2D(16, 3, padding="same", name="conv2"),
+            keras.layers.BatchNormalization(epsilon=1e-5, name="bn"),
+            keras.layers.ReLU(name="relu2"),
+            keras.layers.GlobalAveragePooling2D(name="gap"),
+            keras.layers.Dense(5, name="fc"),
+        ]
+    )
+    copy_torch_to_keras(tm, km)
+    rng = np.random.RandomState(0)
+    x_nhwc = rng.rand(4, 16, 16, 3).astype(np.float32)
+    x_nchw = torch.from_numpy(x_nhwc.transpose(0, 3, 1, 2).copy())
+    return tm, km, "5", "relu2", x_nchw, x_nhwc
+
+
+def copy_torch_to_keras(tm, km) -> None:
+    """Copy Conv2d / BatchNorm2d / Linear weights from a torch Sequential to a Keras one."""
+    import torch
+
+    torch_layers = [m for m in tm if isinstance(m, torch.nn.Conv2d | torch.nn.BatchNorm2d | torch.nn.Linear)]
+    keras_layers = [layer for layer in km.layers if layer.weights]
+    assert len(torch_layers) == len(keras_layers)
+    for t, k in zip(torch_layers, keras_layers, strict=True):
+        if isinstance(t, torch.nn.Conv2d):
+            k.set_weights([t.weight.detach().numpy().transpose(2, 3, 1, 0), t.bias.detach().numpy()])
+        elif isinstance(t, torch.nn.BatchNorm2d):
+            k.set_weights([p.detach().numpy() for p in (t.weight, t.bias, t.running_mean, t.running_var)])
+        else:
+            k.set_weights([t.weight.detach().numpy().T, t.bias.detach().numpy()])

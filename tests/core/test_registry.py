@@ -1,0 +1,172 @@
+"""The plugin system: entry-point discovery, broken plugins, strict mode, blocking, clashes."""
+
+import importlib
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+
+import limelight
+from limelight import Explainer, Explanation, Gradients, Model
+from limelight.core.errors import (
+    ParameterError,
+    PluginError,
+    PluginWarning,
+    UnknownExplainerError,
+    UnsupportedError,
+    UnsupportedModelError,
+)
+
+PLUGIN = '''
+import numpy as np
+import limelight
+
+
+class Constant(limelight.Explainer):
+    name = "{name}"
+
+    def explain(self, x, targets):
+        outputs = self.model.predict(x)
+        return limelight.Explanation(method=self.name, values=np.ones(x.shape[:-1]),
+                                     targets=np.zeros(len(x)), outputs=outputs)
+
+
+@limelight.hookimpl
+def limelight_register_explainers(register):
+    register(Constant)
+'''
+
+
+def install_plugin(root, dist, entry_points: dict[str, str], modules: dict[str, str]) -> None:
+    """Write modules and a ``dist``-1.0.dist-info with entry points under ``root``."""
+    for module, source in modules.items():
+        (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    lines = "\n".join(f"{name} = {target}" for name, target in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[limelight]\n{lines}\n")
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch, fresh_registry):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    return tmp_path
+
+
+def test_builtins_are_ordinary_plugins():
+    infos = {p.name: p for p in limelight.plugins()}
+    assert infos["limelight.plugins.cam"].explainers == (
+        "gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam", "eigengradcam",
+    )
+    assert infos["limelight.backends.torch"].backend and infos["limelight.backends.tensorflow"].backend
+    assert all(p.source == "builtin" and p.error is None for p in infos.values())
+    assert set(limelight.explainers()) >= {"gradcam", "gradcam++", "eigencam"}
+
+
+def test_entry_point_plugin_is_discovered_and_broken_one_skipped(site):
+    install_plugin(
+        site,
+        "thirdparty",
+        {"third": "thirdparty_cam", "broken": "no_such_module_xyz"},
+        {"thirdparty_cam": PLUGIN.format(name="constant")},
+    )
+    with pytest.warns(PluginWarning, match=r"'broken' failed to load.*ModuleNotFoundError.*no_such_module_xyz"):
+        names = limelight.explainers()
+    assert "constant" in names and "gradcam" in names
+    infos = {p.name: p for p in limelight.plugins()}
+    assert infos["third"].source == "entry point"
+    assert (infos["third"].distribution, infos["third"].version) == ("thirdparty", "1.0")
+    assert infos["third"].explainers == ("constant",)
+    assert "ModuleNotFoundError" in infos["broken"].error
+    exp = limelight.explain(LinearModel(np.ones(3)), np.zeros((2, 3)), method="constant")
+    assert exp.method == "constant" and exp.values.shape == (2,)
+
+
+def test_strict_mode_reraises(site, monkeypatch):
+    install_plugin(site, "brokendist", {"broken": "no_such_module_xyz"}, {})
+    monkeypatch.setenv("LIMELIGHT_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match="'broken' failed to load"):
+        limelight.explainers()
+
+
+def test_disable_blocks_by_entry_point_name(site, monkeypatch):
+    install_plugin(site, "thirdparty", {"third": "thirdparty_cam"}, {"thirdparty_cam": PLUGIN.format(name="constant")})
+    monkeypatch.setenv("LIMELIGHT_DISABLE_PLUGINS", "third, other")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "constant" not in limelight.explainers()
+    assert "third" not in {p.name for p in limelight.plugins()}
+
+
+def test_two_plugins_claiming_one_name_is_an_error_naming_both(site):
+    install_plugin(site, "clash", {"clash": "clash_cam"}, {"clash_cam": PLUGIN.format(name="gradcam")})
+    with pytest.raises(PluginError, match=r"'gradcam'.*limelight\.plugins\.cam.*clash|'gradcam'.*clash.*limelight\.plugins\.cam"):
+        limelight.explainers()
+
+
+def test_registering_a_non_explainer_is_reported(site):
+    source = "import limelight\n@limelight.hookimpl\ndef limelight_register_explainers(register):\n    register(int)\n"
+    install_plugin(site, "bad", {"bad": "bad_register"}, {"bad_register": source})
+    with pytest.warns(PluginWarning, match="'bad' failed to register explainers"):
+        limelight.explainers()
+
+
+def test_unknown_method_lists_close_names():
+    with pytest.raises(UnknownExplainerError, match=r"'gradcm'.*Did you mean: 'gradcam'"):
+        limelight.explain(LinearModel(np.ones(3)), np.zeros((1, 3)), method="gradcm")
+
+
+def test_unknown_parameter_lists_accepted_ones():
+    with pytest.raises(ParameterError, match=r"does not accept smoothing.*layer, normalize, relu, upsample"):
+        limelight.explain(LinearModel(np.ones(3)), np.zeros((1, 3)), method="gradcam", smoothing=3)
+
+
+def test_unwrappable_model():
+    with pytest.raises(UnsupportedModelError, match="no installed backend can explain a builtins.dict"):
+        limelight.explain({}, np.zeros((1, 3)))
+
+
+class LinearModel(Model):
+    """f(x) = x @ w with flat inputs; provides input gradients but no layers."""
+
+    framework = "numpy"
+    capabilities = frozenset({"gradients"})
+
+    def __init__(self, w):
+        super().__init__(w)
+        self.calls = 0
+
+    def predict(self, x):
+        self.calls += 1
+        return np.stack([x @ self.native, -(x @ self.native)], axis=1).astype(np.float32)
+
+    def gradients(self, x, targets, layer=None):
+        self.calls += 1
+        outputs = self.predict(x)
+        sign = np.where(np.asarray(targets) == 0, 1.0, -1.0)[:, None]
+        return Gradients(outputs, x, sign * self.native[None, :])
+
+
+def test_missing_capability_fails_before_any_work():
+    model = LinearModel(np.ones(3))
+    with pytest.raises(UnsupportedError, match=r"'gradcam' needs the backend capability layers.*numpy"):
+        limelight.explain(model, np.zeros((2, 3)), method="gradcam")
+    assert model.calls == 0
+
+
+def test_an_explainer_written_once_runs_on_any_backend():
+    class InputTimesGradient(Explainer):
+        name = "input-x-gradient"
+        requires = frozenset({"gradients"})
+
+        def explain(self, x, targets):
+            g = self.model.gradients(x, targets)
+            return Explanation(method=self.name, values=g.activations * g.gradients, targets=targets, outputs=g.outputs)
+
+    w = np.array([1.0, -2.0, 3.0])
+    x = np.array([[1.0, 1.0, 1.0], [2.0, 0.0, -1.0]])
+    exp = InputTimesGradient(LinearModel(w)).explain(x.astype(np.float32), np.array([0, 1]))
+    np.testing.assert_allclose(exp.values, [w * x[0], -w * x[1]])
