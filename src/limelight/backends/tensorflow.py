@@ -231,7 +231,7 @@ class KerasModel(Model):
         spec = self._spec(x)
 
         def build(ref: weakref.ref[Any]) -> Any:
-            @tf.function(input_signature=[spec])
+            @tf.function(input_signature=[spec], autograph=False)
             def forward(inputs: Any) -> Any:
                 return ref()(inputs, training=False)
 
@@ -243,7 +243,7 @@ class KerasModel(Model):
         spec = self._spec(x)
 
         def build(ref: weakref.ref[Any]) -> Any:
-            @tf.function(input_signature=[spec, tf.TensorSpec((None,), tf.int64)])
+            @tf.function(input_signature=[spec, tf.TensorSpec((None,), tf.int64)], autograph=False)
             def gradient(inputs: Any, targets: Any) -> Any:
                 captured: list[Any] = []
                 with tf.GradientTape(watch_accessed_variables=False) as tape:
@@ -254,24 +254,16 @@ class KerasModel(Model):
                     else:
 
                         def capture(name: str, output: Any) -> Any:
-                            if captured:
-                                raise LayerError(
-                                    f"layer {name!r} runs more than once per forward (a shared "
-                                    "layer); pick a layer that runs once."
-                                )
-                            if not tf.is_tensor(output):
-                                raise LayerError(
-                                    f"layer {name!r} outputs a {type(output).__name__}, not a "
-                                    "tensor; pick a layer with a single tensor output."
-                                )
-                            tape.watch(output)
+                            # Errors are raised after the forward, outside Keras's frames,
+                            # which would otherwise rewrite their message.
+                            if tf.is_tensor(output) and not captured:
+                                tape.watch(output)
                             captured.append(output)
                             return output
 
                         with _tapped({path: layer}, capture):
                             outputs = ref()(inputs, training=False)
-                        if not captured:
-                            raise LayerError(f"layer {path!r} did not run in the forward pass; pick another layer.")
+                        _check_captured(path, captured)
                     outputs = _check_outputs(outputs)
                     predicted = tf.argmax(outputs, axis=1, output_type=tf.int64)
                     chosen = tf.where(targets < 0, predicted, targets)
@@ -329,6 +321,21 @@ class KerasModel(Model):
         if shape[1] is None:
             return int(fn(tf.constant(x[:1])).shape[1])
         return int(shape[1])
+
+
+def _check_captured(path: str, captured: list[Any]) -> None:
+    if not captured:
+        raise LayerError(f"layer {path!r} did not run in the forward pass; pick another layer.")
+    if len(captured) > 1:
+        raise LayerError(
+            f"layer {path!r} runs {len(captured)} times per forward (a shared layer); pick a "
+            "layer that runs once."
+        )
+    if not tf.is_tensor(captured[0]):
+        raise LayerError(
+            f"layer {path!r} outputs a {type(captured[0]).__name__}, not a tensor; pick a layer "
+            "with a single tensor output."
+        )
 
 
 def _bad_outputs(shape: Any) -> InputError:

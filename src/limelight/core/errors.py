@@ -85,7 +85,7 @@ class FrameworkNotInstalledError(LimelightError, ImportError):
 
 def close_matches(name: str, candidates: Iterable[str], n: int = 5) -> str:
     """A short 'did you mean' clause listing the candidates closest to ``name``."""
-    pool = list(candidates)
+    pool = list(dict.fromkeys(candidates))
     matches = difflib.get_close_matches(name, pool, n=n, cutoff=0.5)
     if not matches:
         matches = [c for c in pool if name.lower() in c.lower()][:n]
