@@ -66,11 +66,7 @@ class CAMExplainer(Explainer):
         grads = self.model.gradients(x, targets, layer)
         activations = grads.activations
         if activations.ndim != 4:
-            raise LayerError(
-                f"layer {layer!r} outputs shape {activations.shape[1:]} per sample, which is not "
-                f"spatial; {self.name} needs a layer with an (h, w, channels) output, such as "
-                f"the default {self.model.default_layer(x)!r}."
-            )
+            raise self._not_spatial(layer, activations.shape, x)
         maps = self.cam(activations.astype(np.float32), grads.gradients.astype(np.float32))
         if self.params["relu"]:
             maps = np.maximum(maps, 0)
@@ -86,6 +82,17 @@ class CAMExplainer(Explainer):
             inputs=x,
             params={**self.params, "layer": layer},
             framework=self.model.framework,
+        )
+
+
+    def _not_spatial(self, layer: str, shape: tuple[int, ...], x: np.ndarray) -> LayerError:
+        try:
+            hint = f", such as the default {self.model.default_layer(x)!r}"
+        except LayerError:
+            hint = "; this model has none"
+        return LayerError(
+            f"layer {layer!r} outputs shape {shape[1:]} per sample, which is not spatial; "
+            f"{self.name} needs a layer with an (h, w, channels) output{hint}."
         )
 
 

@@ -1,0 +1,87 @@
+"""Contract every CAM explainer passes (Xplique-style), plus the post-processing options."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+import limelight  # noqa: E402
+from limelight.core.errors import LayerError  # noqa: E402
+from limelight.plugins.cam import BUILTIN_CAMS, principal_projection  # noqa: E402
+
+METHODS = [cls.name for cls in BUILTIN_CAMS]
+CLASS_AGNOSTIC = {"eigencam"}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_contract(twin_cnn, method):
+    tm, _, layer, _, x_nchw, x_nhwc = twin_cnn
+    exp = limelight.explain(tm, x_nchw, method)
+    assert isinstance(exp, limelight.Explanation)
+    assert exp.method == method and exp.framework == "torch"
+    assert exp.values.shape == (4, 16, 16) and exp.values.dtype == np.float32
+    assert np.isfinite(exp.values).all() and exp.values.min() >= 0 and exp.values.max() <= 1
+    np.testing.assert_array_equal(exp.targets, exp.outputs.argmax(1))
+    np.testing.assert_array_equal(exp.inputs, x_nhwc)
+    assert exp.params == {"layer": layer, "relu": True, "upsample": True, "normalize": True}
+    # deterministic, and batch composition does not matter
+    again = limelight.explain(tm, x_nchw[2:], method, batch_size=1)
+    np.testing.assert_allclose(again.values, exp.values[2:], atol=1e-5)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_targets_matter_unless_class_agnostic(twin_cnn, method):
+    tm, _, _, _, x_nchw, _ = twin_cnn
+    a = limelight.explain(tm, x_nchw, method, targets=0, relu=False, normalize=False)
+    b = limelight.explain(tm, x_nchw, method, targets=4, relu=False, normalize=False)
+    assert np.array_equal(a.values, b.values) == (method in CLASS_AGNOSTIC)
+
+
+def test_postprocessing_steps(twin_cnn):
+    tm, _, _, _, x_nchw, _ = twin_cnn
+    raw = limelight.explain(tm, x_nchw, "hirescam", targets=4, relu=False, upsample=False, normalize=False).values
+    assert raw.shape == (4, 8, 8) and raw.min() < 0  # signed, at layer resolution
+    relu = limelight.explain(tm, x_nchw, "hirescam", targets=4, upsample=False, normalize=False).values
+    np.testing.assert_allclose(relu, np.maximum(raw, 0), rtol=1e-6)
+    up = limelight.explain(tm, x_nchw, "hirescam", targets=4, normalize=False).values
+    assert up.shape == (4, 16, 16)
+    # upsampling by an exact factor 2 with half-pixel centres: corners copy input corners,
+    # interior pixels are 3:1 blends of neighbours
+    np.testing.assert_allclose(up[:, 0, 0], relu[:, 0, 0], rtol=1e-6)
+    np.testing.assert_allclose(up[:, 1, 1], (9 * relu[:, 0, 0] + 3 * relu[:, 0, 1] + 3 * relu[:, 1, 0] + relu[:, 1, 1]) / 16, rtol=1e-5)
+    full = limelight.explain(tm, x_nchw, "hirescam", targets=4).values
+    low = up.reshape(4, -1).min(1)[:, None, None]
+    span = up.reshape(4, -1).max(1)[:, None, None] - low
+    assert (span == 0).any() and (span > 0).any()  # some maps are all negative before the ReLU
+    expected = np.divide(up - low, span, out=np.zeros_like(up), where=span > 0)
+    np.testing.assert_allclose(full, expected, atol=1e-6)
+
+
+def test_all_zero_map_stays_zero_not_nan():
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(2, 2))
+    with torch.no_grad():
+        model[0].bias.fill_(-100.0)  # ReLU kills everything: zero activations
+    exp = limelight.explain(model, torch.rand(2, 3, 4, 4), layer="1")
+    assert np.isfinite(exp.values).all()
+    np.testing.assert_array_equal(exp.values, 0)
+
+
+def test_principal_projection_sign_rule():
+    rng = np.random.RandomState(0)
+    blob = np.zeros((6, 6))
+    blob[1:3, 1:3] = 1.0
+    feats = blob[None, :, :, None] * rng.uniform(1, 2, size=(1, 1, 1, 8)) + 0.01 * rng.rand(1, 6, 6, 8)
+    for flip in (1.0, -1.0):  # whatever sign the SVD returns, the blob is positive
+        proj = principal_projection((feats * flip).astype(np.float32) if flip > 0 else feats.astype(np.float32))
+        assert proj[0, 1:3, 1:3].min() > proj[0, 4:, 4:].max()
+
+
+def test_non_spatial_layer_for_cam_on_flat_model():
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    with pytest.raises(LayerError, match="no module with a spatial|no layer with a spatial"):
+        limelight.explain(model, torch.rand(2, 4))
+    with pytest.raises(LayerError, match="not spatial"):
+        limelight.explain(model, torch.rand(2, 4), layer="1")
