@@ -7,6 +7,14 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+# torchvision pulls in triton, whose bundled LLVM crashes the process (segfault) if TensorFlow
+# was imported first; torch first, then TensorFlow, is fine. Fix the order for the session.
+try:
+    import torch  # noqa: F401
+    import torchvision  # noqa: F401
+except ImportError:  # a torch-less environment runs the Keras tests only
+    pass
+
 import numpy as np
 import pytest
 

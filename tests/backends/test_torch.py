@@ -240,3 +240,17 @@ class TestBadInput:
 
         with pytest.raises(InputError, match="returned a dict"):
             limelight.explain(Dict(), torch.randn(1, 3, 8, 8), layer="conv")
+
+
+def test_default_layer_is_cached_until_the_architecture_changes():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    x = torch.rand(1, 3, 8, 8)
+    assert limelight.explain(model, x).params["layer"] == "1"
+    calls = []
+    model[0].register_forward_hook(lambda *a: calls.append(1))
+    limelight.explain(model, x)
+    assert len(calls) == 1  # the explanation's forward only: no second tracing pass
+    model.insert(2, torch.nn.Conv2d(4, 4, 1))
+    assert limelight.explain(model, x).params["layer"] == "2"

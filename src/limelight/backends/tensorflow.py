@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.cache import model_cache
 from ..core.arrays import check_canonical, to_numpy_float32
 from ..core.errors import (
     InputError,
@@ -45,9 +46,6 @@ __all__ = ["KerasModel", "limelight_wrap_model"]
 
 SEPARATOR = "/"
 
-# Compiled functions per native model: {model: {key: tf.function}}. Keyed weakly, and the
-# functions reach the model only through a weak reference, so dropping the model frees them.
-_COMPILED: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
 
 
 @hookimpl(trylast=True)
@@ -107,10 +105,6 @@ class KerasModel(Model):
     """A Keras 3 model (TensorFlow backend) taking NHWC (or ``(N, D)``), returning ``(N, K)``."""
 
     framework = "tensorflow"
-
-    def __init__(self, native: object) -> None:
-        super().__init__(native)
-        self._default_layers: dict[tuple[int, ...], str] = {}
 
     # -- inputs -----------------------------------------------------------------------------
     def canonical(self, inputs: Any) -> np.ndarray:
@@ -199,10 +193,11 @@ class KerasModel(Model):
                     "default_layer(x) or layer= explicitly."
                 )
             x = np.zeros((1, *shape[1:]), np.float32)
-        key = tuple(x.shape[1:])
-        if key not in self._default_layers:
-            self._default_layers[key] = self._default_from_trace(x[:1])
-        return self._default_layers[key]
+        cache = model_cache(self.native)
+        key = ("default layer", tuple(x.shape[1:]))
+        if key not in cache:
+            cache[key] = self._default_from_trace(x[:1])
+        return cache[key]
 
     def _default_from_trace(self, x: np.ndarray) -> str:
         finished: list[tuple[str, tuple[int | None, ...] | None]] = []
@@ -218,10 +213,12 @@ class KerasModel(Model):
 
     # -- compiled functions -----------------------------------------------------------------
     def _compiled(self, key: Any, build: Callable[[weakref.ref[Any]], Any]) -> Any:
-        table = _COMPILED.setdefault(self.native, {})
-        if key not in table:
-            table[key] = build(weakref.ref(self.native))
-        return table[key]
+        """The tf.function for ``key``, built once per model; it reaches the model only
+        through a weak reference, so the cache never keeps the model alive."""
+        cache = model_cache(self.native)
+        if key not in cache:
+            cache[key] = build(weakref.ref(self.native))
+        return cache[key]
 
     @staticmethod
     def _spec(x: np.ndarray) -> Any:

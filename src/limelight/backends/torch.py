@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core.cache import model_cache
 from ..core.arrays import check_canonical, to_numpy_float32
 from ..core.errors import InputError, LayerError, NotDifferentiableError
 from ..core.hookspecs import hookimpl
@@ -131,6 +132,17 @@ class TorchModel(Model):
         sample ``x``."""
         if x is None:
             raise LayerError("the torch backend needs a sample input to find a default layer.")
+        cache = model_cache(self.native)
+        modules = tuple(id(m) for m in self.native.modules())
+        if cache.get("modules") != modules:  # the architecture changed: forget what was traced
+            cache.clear()
+            cache["modules"] = modules
+        key = ("default layer", tuple(x.shape[1:]))
+        if key not in cache:
+            cache[key] = self._trace_default_layer(x[:1])
+        return cache[key]
+
+    def _trace_default_layer(self, x: np.ndarray) -> str:
         finished: list[tuple[str, tuple[int, ...] | None]] = []
 
         def make_hook(name: str) -> Any:
@@ -144,7 +156,7 @@ class TorchModel(Model):
             for name, module in self.native.named_modules():
                 if name:
                     stack.callback(module.register_forward_hook(make_hook(name)).remove)
-            self._forward(x[:1], grad=False)
+            self._forward(x, grad=False)
         # NCHW shapes -> NHWC for the shared rule
         return pick_default_layer(
             [(n, None if s is None or len(s) != 4 else (s[0], s[2], s[3], s[1])) for n, s in finished],

@@ -1,0 +1,27 @@
+# limelight developer tasks. Every target sets up .venv from the project's own files first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -n 2 -q tests
+
+demo: install
+	$(BIN)/python examples/quickstart.py
+
+bench: install
+	$(BIN)/python benchmarks/bench_gradcam.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
