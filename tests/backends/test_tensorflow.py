@@ -127,7 +127,7 @@ def test_compiled_once_per_layer_and_signature(twin_cnn):
     _, km, _, layer, _, x = twin_cnn
     model = limelight.wrap(km)
     model.gradients(x, None, layer)
-    fn = model_cache(km)[("gradient", layer, tf.TensorSpec((None, 16, 16, 3), tf.float32))]
+    fn = model_cache(km)[("gradient", layer, tf.TensorSpec((None, 16, 16, 3), tf.float32), 1)]
     traces = fn.experimental_get_tracing_count()
     for n in (1, 3, 4):  # other batch sizes reuse the same trace
         model.gradients(x[:n], np.zeros(n, np.int64), layer)

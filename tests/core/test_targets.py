@@ -27,7 +27,13 @@ def test_out_of_range_names_the_class_and_range(bad):
         resolve_targets(bad, OUTPUTS)
 
 
-@pytest.mark.parametrize("bad", [[0, 1, 2], [[0], [1]], ["a", "b"], [0.5, 1.0], True])
+def test_several_targets_per_sample():
+    np.testing.assert_array_equal(resolve_targets([[0, 2], [1, -1]], OUTPUTS), [[0, 2], [1, 2]])
+    with pytest.raises(TargetError, match=r"target class 3 \(sample 1\)"):
+        resolve_targets([[0, 2], [3, 1]], OUTPUTS)
+
+
+@pytest.mark.parametrize("bad", [[0, 1, 2], [[0], [1], [2]], [[[0]], [[1]]], np.zeros((2, 0), int), ["a", "b"], [0.5, 1.0], True])
 def test_wrong_shape_or_type(bad):
     with pytest.raises(TargetError):
         normalize_targets(bad, 2)

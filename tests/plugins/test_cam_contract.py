@@ -85,3 +85,29 @@ def test_non_spatial_layer_for_cam_on_flat_model():
         limelight.explain(model, torch.rand(2, 4))
     with pytest.raises(LayerError, match="not spatial"):
         limelight.explain(model, torch.rand(2, 4), layer="1")
+
+
+def test_cam_methods_take_one_target_per_sample(twin_cnn):
+    from limelight.core.errors import TargetError
+
+    tm, _, _, _, x_nchw, _ = twin_cnn
+    with pytest.raises(TargetError, match="'gradcam' explains one output per sample"):
+        limelight.explain(tm, x_nchw, "gradcam", targets=[[0, 1]] * 4)
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_multi_gradients_share_one_forward_and_match_single_columns(twin_cnn, framework):
+    tm, km, t_layer, k_layer, x_nchw, x_nhwc = twin_cnn
+    model, layer = (limelight.wrap(tm), t_layer) if framework == "torch" else (limelight.wrap(km), k_layer)
+    targets = np.array([[0, 4], [1, 3], [2, 2], [3, 1]])
+    forwards = []
+    if framework == "torch":
+        handle = tm[0].register_forward_hook(lambda *args: forwards.append(1))
+    multi = model.multi_gradients(x_nhwc, targets, layer)
+    if framework == "torch":
+        handle.remove()
+        assert len(forwards) == 1
+    assert multi.gradients.shape == (4, 2, 8, 8, 16)
+    for t in range(2):
+        single = model.gradients(x_nhwc, targets[:, t], layer)
+        np.testing.assert_allclose(multi.gradients[:, t], single.gradients, rtol=1e-5, atol=1e-9)

@@ -236,14 +236,16 @@ class KerasModel(Model):
 
         return self._compiled(("forward", spec), build)
 
-    def _gradient_fn(self, x: np.ndarray, path: str | None, layer: Any) -> Any:
+    def _gradient_fn(self, x: np.ndarray, path: str | None, layer: Any, columns: int) -> Any:
+        """Compiled: outputs, activations and gradients ``(n, columns, ...)`` for targets
+        ``(n, columns)`` (-1: the predicted class); one forward, one tape."""
         spec = self._spec(x)
 
         def build(ref: weakref.ref[Any]) -> Any:
-            @tf.function(input_signature=[spec, tf.TensorSpec((None,), tf.int64)], autograph=False)
+            @tf.function(input_signature=[spec, tf.TensorSpec((None, columns), tf.int64)], autograph=False)
             def gradient(inputs: Any, targets: Any) -> Any:
                 captured: list[Any] = []
-                with tf.GradientTape(watch_accessed_variables=False) as tape:
+                with tf.GradientTape(watch_accessed_variables=False, persistent=columns > 1) as tape:
                     if path is None:
                         tape.watch(inputs)
                         captured.append(inputs)
@@ -262,21 +264,24 @@ class KerasModel(Model):
                             outputs = ref()(inputs, training=False)
                         _check_captured(path, captured)
                     outputs = _check_outputs(outputs)
-                    predicted = tf.argmax(outputs, axis=1, output_type=tf.int64)
+                    predicted = tf.argmax(outputs, axis=1, output_type=tf.int64)[:, None]
                     chosen = tf.where(targets < 0, predicted, targets)
-                    score = tf.reduce_sum(tf.gather(outputs, chosen, axis=1, batch_dims=1))
-                grad = tape.gradient(score, captured[0])
-                if grad is None:
+                    scores = [
+                        tf.reduce_sum(tf.gather(outputs, chosen[:, t], axis=1, batch_dims=1))
+                        for t in range(columns)
+                    ]
+                grads = [tape.gradient(score, captured[0]) for score in scores]
+                if any(grad is None for grad in grads):
                     where = "the input" if path is None else f"layer {path!r}"
                     raise NotDifferentiableError(
                         f"the model's output does not depend differentiably on {where}; pick a "
                         "layer on the path to the output."
                     )
-                return outputs, captured[0], grad
+                return outputs, captured[0], tf.stack(grads, axis=1)
 
             return gradient
 
-        return self._compiled(("gradient", path, spec), build)
+        return self._compiled(("gradient", path, spec, columns), build)
 
     # -- the gradient API --------------------------------------------------------------------
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -291,24 +296,36 @@ class KerasModel(Model):
         self, x: np.ndarray, targets: np.ndarray | None, layer: str | None = None
     ) -> Gradients:
         targets = normalize_targets(targets, len(x))
-        path = None if layer is None else self.resolve_layer(layer)
-        fn = self._gradient_fn(x, path, None if path is None else self._named_layers()[path])
-        if targets is not None:
+        single = targets is None or targets.ndim == 1
+        if targets is None:
+            columns = np.full((len(x), 1), -1, np.int64)
+        else:
             # Range-check (and map negative indices) before any work.
             num_outputs = self._num_outputs(x)
-            targets = resolve_targets(targets, np.zeros((len(x), num_outputs), np.float32))
+            resolved = resolve_targets(targets, np.zeros((len(x), num_outputs), np.float32))
+            columns = resolved.reshape(len(x), -1)
+        path = None if layer is None else self.resolve_layer(layer)
+        fn = self._gradient_fn(
+            x, path, None if path is None else self._named_layers()[path], columns.shape[1]
+        )
         outs, acts, grads = [], [], []
         for batch in self.batches(len(x)):
-            batch_targets = np.full(batch.stop - batch.start, -1, np.int64) if targets is None else targets[batch]
-            out, act, grad = fn(tf.constant(x[batch]), tf.constant(batch_targets))
+            out, act, grad = fn(tf.constant(x[batch]), tf.constant(columns[batch]))
             outs.append(out.numpy())
             acts.append(act.numpy())
             grads.append(grad.numpy())
+        gradients = np.concatenate(grads).astype(np.float32)
         return Gradients(
             np.concatenate(outs).astype(np.float32),
             np.concatenate(acts).astype(np.float32),
-            np.concatenate(grads).astype(np.float32),
+            gradients[:, 0] if single else gradients,
         )
+
+    def multi_gradients(
+        self, x: np.ndarray, targets: np.ndarray, layer: str | None = None
+    ) -> Gradients:
+        """One compiled forward pass per batch and one tape for all target columns."""
+        return self.gradients(x, targets, layer)
 
     def _num_outputs(self, x: np.ndarray) -> int:
         fn = self._forward_fn(x)

@@ -257,6 +257,12 @@ class TorchModel(Model):
             grads.append(grad)
         return Gradients(np.concatenate(outs), np.concatenate(acts), np.concatenate(grads))
 
+    def multi_gradients(
+        self, x: np.ndarray, targets: np.ndarray, layer: str | None = None
+    ) -> Gradients:
+        """One forward pass per batch, one backward pass per target column."""
+        return self.gradients(x, targets, layer)
+
     def _gradients_batch(
         self, x: np.ndarray, targets: np.ndarray | None, named: tuple[str, Any] | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -272,15 +278,23 @@ class TorchModel(Model):
                 activation = self._captured(store, named[0])
         outputs = out.detach().to("cpu", torch.float32).numpy()
         resolved = resolve_targets(targets, outputs)
-        score = out[torch.arange(len(resolved)), torch.as_tensor(resolved, device=out.device)].sum()
-        if not score.requires_grad:
-            raise NotDifferentiableError(
-                f"the model's output does not depend differentiably on {where}: does forward() "
-                "detach tensors, run under torch.no_grad(), or go through NumPy?"
-            )
-        (grad,) = torch.autograd.grad(score, activation, allow_unused=True)
-        if grad is None:
-            raise NotDifferentiableError(
-                f"the model's output does not depend on {where}; pick a layer on the path to the output."
-            )
-        return outputs, self._to_canonical(activation), self._to_canonical(grad)
+        columns = resolved[:, None] if resolved.ndim == 1 else resolved
+        rows = torch.arange(len(columns), device=out.device)
+        grads = []
+        for t in range(columns.shape[1]):  # one forward, one backward per target column
+            score = out[rows, torch.as_tensor(columns[:, t], device=out.device)].sum()
+            if not score.requires_grad:
+                raise NotDifferentiableError(
+                    f"the model's output does not depend differentiably on {where}: does "
+                    "forward() detach tensors, run under torch.no_grad(), or go through NumPy?"
+                )
+            last = t == columns.shape[1] - 1
+            (grad,) = torch.autograd.grad(score, activation, allow_unused=True, retain_graph=not last)
+            if grad is None:
+                raise NotDifferentiableError(
+                    f"the model's output does not depend on {where}; pick a layer on the path "
+                    "to the output."
+                )
+            grads.append(self._to_canonical(grad))
+        grad = grads[0] if resolved.ndim == 1 else np.stack(grads, axis=1)
+        return outputs, self._to_canonical(activation), grad

@@ -49,7 +49,8 @@ def explain(
         inputs: a batch as the model is fed: a torch tensor / array in NCHW for torch, an
             array in NHWC for Keras; ``(N, D)`` for flat inputs.
         method: a registered explainer name (see :func:`explainers`).
-        targets: None (each sample's predicted class), an int, or one int per sample.
+        targets: None (each sample's predicted class), an int, one int per sample, or
+            ``(N, T)`` ints for methods that explain several outputs at once (SHAP).
         layer: the layer to explain at, for methods that use one (a name from
             ``wrap(model).layers()``, or a layer object); None picks the method's default.
         batch_size: samples per framework call; None processes the batch at once.
@@ -65,6 +66,7 @@ def explain(
     explainer = explainer_cls(wrapped, **params)
     x = wrapped.canonical(inputs)
     checked_targets = normalize_targets(targets, x.shape[0])
+    explainer.check_targets(checked_targets)
     with wrapped.batching(batch_size):
         return explainer.explain(x, checked_targets)
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .errors import ParameterError, UnsupportedError
+from .errors import ParameterError, TargetError, UnsupportedError
 from .explanation import Explanation
 from .model import Model
 
@@ -31,6 +31,8 @@ class Explainer(abc.ABC):
     defaults: ClassVar[Mapping[str, Any]] = MappingProxyType({})
     #: Backend capabilities (see :attr:`Model.capabilities`) this method needs.
     requires: ClassVar[frozenset[str]] = frozenset()
+    #: Whether :meth:`explain` accepts ``(N, T)`` targets (several outputs per sample).
+    multi_target: ClassVar[bool] = False
 
     def __init__(self, model: Model, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.defaults))
@@ -50,7 +52,16 @@ class Explainer(abc.ABC):
 
     @abc.abstractmethod
     def explain(self, x: np.ndarray, targets: np.ndarray | None) -> Explanation:
-        """Explain canonical inputs ``x`` for ``targets`` (``(N,)`` ints, or None: predicted)."""
+        """Explain canonical inputs ``x`` for ``targets`` (``(N,)`` ints, ``(N, T)`` when
+        :attr:`multi_target`, or None: the predicted class)."""
+
+    def check_targets(self, targets: np.ndarray | None) -> None:
+        """Reject ``(N, T)`` targets for single-target methods, before any work."""
+        if targets is not None and targets.ndim == 2 and not self.multi_target:
+            raise TargetError(
+                f"explainer {self.name!r} explains one output per sample; pass one int per "
+                "sample (or loop over the classes)."
+            )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} on {self.model!r}>"

@@ -29,11 +29,13 @@ class Explanation:
     Attributes:
         method: the explainer's registered name, e.g. ``"gradcam"``.
         values: the attribution in canonical layout at input resolution: ``(N, H, W)`` for
-            CAM maps, ``(N, H, W, C)`` for attributions (``(N, D)`` for flat inputs).
-        targets: ``(N,)`` int64, the explained output per sample.
+            CAM maps, ``(N, H, W, C)`` for attributions (``(N, D)`` for flat inputs). When
+            several outputs are explained per sample, a trailing axis ``T`` is added.
+        targets: ``(N,)`` int64, the explained output per sample; ``(N, T)`` for several.
         outputs: ``(N, K)`` float32, the model's outputs.
         inputs: the canonical inputs ``(N, H, W, C)``, if kept.
-        base_values: ``(N,)`` expected output for additive methods (SHAP), else None.
+        base_values: ``(N,)`` (or ``(N, T)``) expected output of each explained target for
+            additive methods (SHAP): ``values`` sum to ``outputs - base_values``.
         params: the explainer's parameters (JSON-serializable values are saved).
         framework: the backend's framework name, e.g. ``"torch"``.
 
@@ -59,7 +61,7 @@ class Explanation:
                 set_(self, name, _frozen_array(getattr(self, name)))
         set_(self, "params", dict(self.params))
         n = self.values.shape[0] if self.values.ndim else -1
-        if self.targets.shape != (n,):
+        if self.targets.ndim not in (1, 2) or self.targets.shape[0] != n:
             raise InputError(f"targets shape {self.targets.shape} does not match values {self.values.shape}")
         if self.outputs.ndim != 2 or self.outputs.shape[0] != n:
             raise InputError(f"outputs shape {self.outputs.shape} does not match values {self.values.shape}")

@@ -86,6 +86,21 @@ class Model(abc.ABC):
         :func:`limelight.core.targets.resolve_targets`, which also range-checks targets).
         """
 
+    def multi_gradients(
+        self, x: np.ndarray, targets: np.ndarray, layer: str | None = None
+    ) -> Gradients:
+        """Like :meth:`gradients` for ``(N, T)`` targets: ``gradients`` is ``(N, T, ...)``.
+
+        This version runs :meth:`gradients` once per column; backends override it to share
+        one forward pass between the T targets.
+        """
+        columns = [self.gradients(x, targets[:, t], layer) for t in range(targets.shape[1])]
+        return Gradients(
+            columns[0].outputs,
+            columns[0].activations,
+            np.stack([c.gradients for c in columns], axis=1),
+        )
+
     def layers(self) -> list[str]:
         """Names of the addressable layers, in the framework's own naming."""
         raise UnsupportedError(f"the {self.framework} backend does not expose layers.")
