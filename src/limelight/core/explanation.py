@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from .errors import FrameworkNotInstalledError, InputError
 
 __all__ = ["Explanation"]
 
@@ -78,6 +78,36 @@ class Explanation:
                 kwargs[name] = kwargs[name][idx]
         return Explanation(**kwargs)
 
+    # -- shap interop --------------------------------------------------------------------
+    def to_shap(self, output_names: Any = None) -> Any:
+        """This explanation as a ``shap.Explanation``, ready for shap's plots.
+
+        ``values`` become ``(N, H, W, C, K)`` (CAM maps get a channel axis of 1; a single
+        target per sample gives K = 1), ``base_values`` ``(N, K)``, ``data`` the inputs
+        rescaled per image to [0, 1] for display when they are not in [0, 1] or [0, 255]
+        already, and ``output_names`` ``(N, K)``: ``output_names[class]`` when a sequence
+        of class names is given, else ``"class {index}"``.
+        """
+        try:
+            import shap
+        except ImportError as exc:
+            raise FrameworkNotInstalledError("shap", extra="shap") from exc
+        n = len(self)
+        targets = self.targets.reshape(n, -1)
+        values = self.values if self.targets.ndim == 2 else self.values[..., None]
+        if self.values.ndim == 3 and self.targets.ndim == 1:  # (N, H, W) map: a channel axis
+            values = values[:, :, :, None, :]
+        base = np.zeros(targets.shape) if self.base_values is None else self.base_values.reshape(n, -1)
+        names = np.array(
+            [[str(output_names[t]) if output_names is not None else f"class {t}" for t in row] for row in targets]
+        )
+        return shap.Explanation(
+            values=np.asarray(values),
+            base_values=np.asarray(base),
+            data=None if self.inputs is None else _displayable(self.inputs),
+            output_names=names,
+        )
+
     # -- save / load -----------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write to a compressed ``.npz`` file (arrays + JSON metadata); no pickling."""
@@ -96,6 +126,18 @@ class Explanation:
             meta = json.loads(str(data["__meta__"]))
             arrays = {name: data[name] for name in _ARRAYS if name in data.files}
         return cls(method=meta["method"], framework=meta["framework"], params=meta["params"], **arrays)
+
+
+def _displayable(images: np.ndarray) -> np.ndarray:
+    """Inputs as pixel values shap's plots can show: [0, 1] or [0, 255] as given, else
+    each image min-max rescaled to [0, 1] (e.g. ImageNet-normalized inputs)."""
+    images = np.asarray(images, np.float32)
+    if images.min() >= 0 and (images.max() <= 1 or images.max() <= 255):
+        return images
+    flat = images.reshape(len(images), -1)
+    low = flat.min(axis=1)[:, None]
+    span = np.maximum(flat.max(axis=1)[:, None] - low, 1e-12)
+    return ((flat - low) / span).reshape(images.shape)
 
 
 def _jsonable(value: Any) -> bool:

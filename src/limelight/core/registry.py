@@ -35,6 +35,7 @@ BUILTIN_PLUGINS = (
     "limelight.backends.torch",
     "limelight.backends.tensorflow",
     "limelight.plugins.cam",
+    "limelight.plugins.shap",
 )
 STRICT_ENV = "LIMELIGHT_STRICT_PLUGINS"
 DISABLE_ENV = "LIMELIGHT_DISABLE_PLUGINS"
