@@ -24,11 +24,11 @@ import numpy as np
 
 from ..core.cache import model_cache
 from ..core.arrays import check_canonical, to_numpy_float32
-from ..core.errors import InputError, LayerError, NotDifferentiableError
+from ..core.errors import InputError, LayerError, NotDifferentiableError, UnsupportedError
 from ..core.hookspecs import hookimpl
 from ..core.layers import pick_default_layer
 from ..core.lazy import LazyModule
-from ..core.model import Gradients, Model
+from ..core.model import DEEPLIFT, GRADIENTS, LAYERS, Gradients, Model
 from ..core.targets import normalize_targets, resolve_targets
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ class TorchModel(Model):
     """A ``torch.nn.Module`` taking NCHW (or ``(N, D)``) tensors and returning ``(N, K)``."""
 
     framework = "torch"
+    capabilities = frozenset({GRADIENTS, LAYERS, DEEPLIFT})
     native: torch_types.nn.Module
 
     # -- layout ------------------------------------------------------------------------------
@@ -298,3 +299,47 @@ class TorchModel(Model):
             grads.append(self._to_canonical(grad))
         grad = grads[0] if resolved.ndim == 1 else np.stack(grads, axis=1)
         return outputs, self._to_canonical(activation), grad
+
+    # -- DeepLIFT (capability "deeplift") ----------------------------------------------------
+    def _deeplift_forward(self, x: np.ndarray, references: np.ndarray) -> tuple[Any, Any, dict[str, int]]:
+        from .torch_deeplift import DeepLiftMode
+
+        leaf = self._to_native(np.concatenate([x, references])).requires_grad_(True)
+        mode = DeepLiftMode()
+        with torch.enable_grad(), mode:
+            out = self._check_outputs(self.native(leaf))
+        return leaf, out, mode.unsupported
+
+    def deeplift_unsupported(self, x: np.ndarray) -> list[str]:
+        """Operations on the input's path that DeepLIFT has no rule for (empty: all fine)."""
+        with self._eval_mode():
+            _, _, unsupported = self._deeplift_forward(x[:1], x[:1])
+        return sorted(unsupported)
+
+    def deeplift_gradients(self, x: np.ndarray, references: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """DeepLIFT rescale multipliers ``(n, T, ...)`` of outputs ``targets (n, T)`` for each
+        pair ``(x[i], references[i])``: ``Σ m ⊙ (x - r) = f(x) - f(r)`` per target."""
+        parts = []
+        for batch in self.batches(len(x)):
+            parts.append(self._deeplift_batch(x[batch], references[batch], targets[batch]))
+        return np.concatenate(parts)
+
+    def _deeplift_batch(self, x: np.ndarray, references: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        with self._eval_mode():
+            leaf, out, unsupported = self._deeplift_forward(x, references)
+            if unsupported:
+                listed = ", ".join(f"{name} ({count}x)" for name, count in sorted(unsupported.items()))
+                raise UnsupportedError(
+                    f"DeepLIFT has no rule for these operations of the model: {listed}. Use "
+                    "method='shap-gradient' or 'shap-partition' (or 'shap', which picks for you)."
+                )
+            n = len(x)
+            resolved = resolve_targets(targets, out[:n].detach().to("cpu", torch.float32).numpy())
+            rows = torch.arange(n, device=out.device)
+            grads = []
+            for t in range(resolved.shape[1]):
+                score = out[rows, torch.as_tensor(resolved[:, t], device=out.device)].sum()
+                last = t == resolved.shape[1] - 1
+                (grad,) = torch.autograd.grad(score, leaf, retain_graph=not last)
+                grads.append(self._to_canonical(grad[:n]))
+        return np.stack(grads, axis=1)

@@ -18,12 +18,16 @@ import numpy as np
 from .arrays import check_canonical, to_numpy_float32
 from .errors import LayerError, ParameterError, UnsupportedError, close_matches
 
-__all__ = ["Gradients", "Model", "GRADIENTS", "LAYERS"]
+__all__ = ["Gradients", "Model", "GRADIENTS", "LAYERS", "DEEPLIFT"]
 
 #: Capability: ``gradients(x, targets, layer=None)`` (gradients with respect to the input).
 GRADIENTS = "gradients"
 #: Capability: ``layers()``, ``activations()`` and ``gradients(..., layer=name)``.
 LAYERS = "layers"
+#: Capability: ``deeplift_gradients(x, references, targets)`` (DeepLIFT rescale multipliers
+#: ``(n, T, ...)`` for pairs of inputs and references) and ``deeplift_unsupported(x)`` (the
+#: names of operations the rule cannot handle; empty when every one is fine).
+DEEPLIFT = "deeplift"
 
 
 @dataclass(frozen=True)

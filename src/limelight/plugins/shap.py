@@ -27,14 +27,11 @@ from ..core.errors import FrameworkNotInstalledError, InputError, ParameterError
 from ..core.explainer import Explainer
 from ..core.explanation import Explanation
 from ..core.hookspecs import hookimpl
-from ..core.model import GRADIENTS
+from ..core.model import DEEPLIFT, GRADIENTS
 from ..core.targets import resolve_targets
 
-__all__ = ["ShapGradient", "ShapDeep", "ShapPartition", "ShapAuto", "DEEPLIFT"]
+__all__ = ["ShapGradient", "ShapDeep", "ShapPartition", "ShapAuto"]
 
-#: Backend capability: ``deeplift_gradients(x, references, targets)`` (DeepLIFT rescale
-#: multipliers) and ``deeplift_unsupported(x)`` (operations the rule cannot handle).
-DEEPLIFT = "deeplift"
 
 
 def _shap() -> Any:
