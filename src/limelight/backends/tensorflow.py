@@ -30,13 +30,14 @@ from ..core.errors import (
     InputError,
     LayerError,
     NotDifferentiableError,
+    UnsupportedError,
     UnsupportedModelError,
     close_matches,
 )
 from ..core.hookspecs import hookimpl
 from ..core.layers import pick_default_layer
 from ..core.lazy import LazyModule
-from ..core.model import Gradients, Model
+from ..core.model import DEEPLIFT, GRADIENTS, LAYERS, Gradients, Model
 from ..core.targets import normalize_targets, resolve_targets
 
 tf: Any = LazyModule("tensorflow", extra="tensorflow")
@@ -105,6 +106,7 @@ class KerasModel(Model):
     """A Keras 3 model (TensorFlow backend) taking NHWC (or ``(N, D)``), returning ``(N, K)``."""
 
     framework = "tensorflow"
+    capabilities = frozenset({GRADIENTS, LAYERS, DEEPLIFT})
 
     # -- inputs -----------------------------------------------------------------------------
     def canonical(self, inputs: Any) -> np.ndarray:
@@ -327,6 +329,56 @@ class KerasModel(Model):
         """One compiled forward pass per batch and one tape for all target columns."""
         return self.gradients(x, targets, layer)
 
+    # -- DeepLIFT (capability "deeplift") ----------------------------------------------------
+    def deeplift_unsupported(self, x: np.ndarray) -> list[str]:
+        """Operations on the input's path that DeepLIFT has no rule for (empty: all fine)."""
+        from .tensorflow_deeplift import unsupported_ops
+
+        graph = self._forward_fn(x).get_concrete_function().graph
+        return sorted(unsupported_ops(graph, graph.inputs[0]))
+
+    def deeplift_gradients(self, x: np.ndarray, references: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """DeepLIFT rescale multipliers ``(n, T, ...)`` of outputs ``targets (n, T)`` for each
+        pair ``(x[i], references[i])``: ``Σ m ⊙ (x - r) = f(x) - f(r)`` per target."""
+        from .tensorflow_deeplift import unsupported_ops
+
+        graph = self._forward_fn(x).get_concrete_function().graph
+        unsupported = unsupported_ops(graph, graph.inputs[0])
+        if unsupported:
+            raise _deeplift_error(unsupported)
+        targets = resolve_targets(targets, np.zeros((len(x), self._num_outputs(x)), np.float32))
+        fn = self._deeplift_fn(x, targets.shape[1])
+        parts = [
+            fn(tf.constant(x[batch]), tf.constant(references[batch]), tf.constant(targets[batch])).numpy()
+            for batch in self.batches(len(x))
+        ]
+        return np.concatenate(parts).astype(np.float32)
+
+    def _deeplift_fn(self, x: np.ndarray, columns: int) -> Any:
+        from .tensorflow_deeplift import deeplift_rules
+
+        spec = self._spec(x)
+
+        def build(ref: weakref.ref[Any]) -> Any:
+            @tf.function(input_signature=[spec, spec, tf.TensorSpec((None, columns), tf.int64)], autograph=False)
+            def deeplift(inputs: Any, references: Any, targets: Any) -> Any:
+                both = tf.concat([inputs, references], 0)
+                n = tf.shape(inputs)[0]
+                with deeplift_rules():
+                    with tf.GradientTape(watch_accessed_variables=False, persistent=columns > 1) as tape:
+                        tape.watch(both)
+                        outputs = _check_outputs(ref()(both, training=False))[:n]
+                        scores = [
+                            tf.reduce_sum(tf.gather(outputs, targets[:, t], axis=1, batch_dims=1))
+                            for t in range(columns)
+                        ]
+                    grads = [tape.gradient(score, both)[:n] for score in scores]
+                return tf.stack(grads, axis=1)
+
+            return deeplift
+
+        return self._compiled(("deeplift", spec, columns), build)
+
     def _num_outputs(self, x: np.ndarray) -> int:
         fn = self._forward_fn(x)
         shape = fn.get_concrete_function().structured_outputs.shape
@@ -335,6 +387,14 @@ class KerasModel(Model):
         if shape[1] is None:
             return int(fn(tf.constant(x[:1])).shape[1])
         return int(shape[1])
+
+
+def _deeplift_error(unsupported: dict[str, int]) -> UnsupportedError:
+    listed = ", ".join(f"{name} ({count}x)" for name, count in sorted(unsupported.items()))
+    return UnsupportedError(
+        f"DeepLIFT has no rule for these operations of the model: {listed}. Use "
+        "method='shap-gradient' or 'shap-partition' (or 'shap', which picks for you)."
+    )
 
 
 def _check_captured(path: str, captured: list[Any]) -> None:
