@@ -34,6 +34,10 @@ __all__ = ["ShapGradient", "ShapDeep", "ShapPartition", "ShapAuto"]
 
 
 
+#: Samples (or background rows) per framework call when ``batch_size`` is not given.
+BATCH_SIZE = 50
+
+
 def _shap() -> Any:
     try:
         import shap
@@ -43,9 +47,17 @@ def _shap() -> Any:
 
 
 class _ShapExplainer(Explainer):
-    """Shared parts: the background, target columns, base values, the Explanation."""
+    """Shared parts: the background, batching, base values, the Explanation.
+
+    Work is cut in batches of ``explain(..., batch_size=)`` samples (default
+    :data:`BATCH_SIZE`), so peak memory does not grow with ``nsamples`` or the background.
+    """
 
     multi_target = True
+
+    def batch_size(self) -> int:
+        """Samples per framework call: ``explain(..., batch_size=)``, else :data:`BATCH_SIZE`."""
+        return self.model.batch_size or BATCH_SIZE
 
     def background(self) -> np.ndarray:
         """The ``background`` parameter in canonical layout (converted once, cached)."""
@@ -62,7 +74,7 @@ class _ShapExplainer(Explainer):
     def background_outputs(self) -> np.ndarray:
         """``predict(background)``, cached per model and background contents."""
         bg = self.background()
-        key = ("background outputs", bg.shape, hashlib.sha1(bg.tobytes()).hexdigest())
+        key = ("background outputs", bg.shape, hashlib.sha1(np.ascontiguousarray(bg).data).hexdigest())
         cache = model_cache(self.model.native)
         if key not in cache:
             cache[key] = self.model.predict(bg)
@@ -107,7 +119,7 @@ class ShapGradient(_ShapExplainer):
     name = "shap-gradient"
     requires = frozenset({GRADIENTS})
     defaults = MappingProxyType(
-        {"background": None, "nsamples": 200, "batch_size": 50, "seed": None, "local_smoothing": 0.0}
+        {"background": None, "nsamples": 200, "seed": None, "local_smoothing": 0.0}
     )
 
     def _draws(self, x: np.ndarray, bg: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
@@ -124,9 +136,9 @@ class ShapGradient(_ShapExplainer):
                 yield row, t * point + (1 - t) * ref, point - ref
 
     def explain(self, x: np.ndarray, targets: np.ndarray | None) -> Explanation:
-        nsamples, batch_size = int(self.params["nsamples"]), int(self.params["batch_size"])
-        if nsamples < 1 or batch_size < 1:
-            raise ParameterError("nsamples and batch_size must be positive ints.")
+        nsamples, batch_size = int(self.params["nsamples"]), self.batch_size()
+        if nsamples < 1:
+            raise ParameterError(f"nsamples must be a positive int, got {nsamples}.")
         bg = self.background()
         outputs = self.model.predict(x)
         columns, single = _columns(targets, outputs)
@@ -162,7 +174,7 @@ class ShapPartition(_ShapExplainer):
 
     name = "shap-partition"
     requires = frozenset()
-    defaults = MappingProxyType({"mask": "blur(32,32)", "max_evals": 500, "batch_size": 50, "seed": 0})
+    defaults = MappingProxyType({"mask": "blur(32,32)", "max_evals": 500, "seed": 0})
 
     def explain(self, x: np.ndarray, targets: np.ndarray | None) -> Explanation:
         shap = _shap()
@@ -184,7 +196,7 @@ class ShapPartition(_ShapExplainer):
             result = explainer(
                 x[row : row + 1],
                 max_evals=int(self.params["max_evals"]),
-                batch_size=int(self.params["batch_size"]),
+                batch_size=self.batch_size(),
                 silent=True,
             )
             values[row] = np.moveaxis(np.asarray(result.values[0]), -1, 0)
@@ -201,11 +213,11 @@ class ShapDeep(_ShapExplainer):
 
     name = "shap-deep"
     requires = frozenset({DEEPLIFT})
-    defaults = MappingProxyType({"background": None, "batch_size": 50})
+    defaults = MappingProxyType({"background": None})
 
     def explain(self, x: np.ndarray, targets: np.ndarray | None) -> Explanation:
         bg = self.background()
-        batch_size = int(self.params["batch_size"])
+        batch_size = self.batch_size()
         outputs = self.model.predict(x)
         columns, single = _columns(targets, outputs)
         phis = np.zeros((len(x), columns.shape[1], *x.shape[1:]), np.float64)

@@ -1,0 +1,57 @@
+"""Small models for the SHAP tests: a NumPy linear backend and torch/Keras twins."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from limelight import Gradients, Model
+from limelight.core.model import DEEPLIFT, GRADIENTS
+
+
+class LinearImageModel(Model):
+    """f(x)_k = Σ_hwc x[h, w, c] W[h, w, c, k] + b_k on (N, H, W, C) inputs, solved by hand.
+
+    ``capabilities`` can be cut down to make a predict-only backend.
+    """
+
+    framework = "numpy"
+    capabilities = frozenset({GRADIENTS, DEEPLIFT})
+
+    def __init__(self, weights: np.ndarray, bias: np.ndarray, capabilities=None):
+        super().__init__((weights, bias))
+        self.weights, self.bias = weights.astype(np.float64), bias.astype(np.float64)
+        if capabilities is not None:
+            self.capabilities = frozenset(capabilities)
+        self.forward_passes = 0
+
+    def predict(self, x):
+        self.forward_passes += 1
+        return (np.einsum("nhwc,hwck->nk", x.astype(np.float64), self.weights) + self.bias).astype(np.float32)
+
+    def gradients(self, x, targets, layer=None):
+        outputs = self.predict(x)
+        t = outputs.argmax(1) if targets is None else targets
+        return Gradients(outputs, x, np.moveaxis(self.weights[..., t], -1, 0).astype(np.float32))
+
+    def multi_gradients(self, x, targets, layer=None):
+        outputs = self.predict(x)
+        grads = np.moveaxis(self.weights[..., targets], (-2, -1), (0, 1))  # (N, T, H, W, C)
+        return Gradients(outputs, x, grads.astype(np.float32))
+
+    def deeplift_gradients(self, x, references, targets):
+        return np.moveaxis(self.weights[..., targets], (-2, -1), (0, 1)).astype(np.float32)
+
+    def deeplift_unsupported(self, x):
+        return []
+
+
+def copy_conv_weights(torch_layers, keras_layers):
+    import torch
+
+    for t, k in zip(torch_layers, keras_layers, strict=True):
+        if isinstance(t, torch.nn.Conv2d):
+            k.set_weights([t.weight.detach().numpy().transpose(2, 3, 1, 0), t.bias.detach().numpy()])
+        elif isinstance(t, torch.nn.BatchNorm2d):
+            k.set_weights([p.detach().numpy() for p in (t.weight, t.bias, t.running_mean, t.running_var)])
+        else:
+            k.set_weights([t.weight.detach().numpy().T, t.bias.detach().numpy()])
