@@ -93,3 +93,14 @@ def copy_torch_to_keras(tm, km) -> None:
             k.set_weights([p.detach().numpy() for p in (t.weight, t.bias, t.running_mean, t.running_var)])
         else:
             k.set_weights([t.weight.detach().numpy().T, t.bias.detach().numpy()])
+
+
+def quick_params(method: str, background) -> dict:
+    """The cheapest parameters that run ``method`` (for tests that loop over every method)."""
+    if method in ("shap-gradient", "shap"):
+        return {"background": background, "nsamples": 4, "seed": 0}
+    if method == "shap-deep":
+        return {"background": background}
+    if method == "shap-partition":
+        return {"max_evals": 20, "mask": 0.0}
+    return {}

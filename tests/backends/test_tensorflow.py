@@ -7,6 +7,7 @@ keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 import limelight  # noqa: E402
+from tests.conftest import quick_params  # noqa: E402
 from limelight.core.cache import model_cache  # noqa: E402
 from limelight.core.errors import InputError, LayerError, NotDifferentiableError, TargetError  # noqa: E402
 
@@ -148,12 +149,19 @@ def test_batched_equals_unbatched_and_predict(twin_cnn):
 
 def test_model_unchanged_after_success_and_errors(twin_cnn):
     _, km, _, layer, _, x = twin_cnn
+    from tensorflow.python.eager import execute
+    from tensorflow.python.framework import ops
+
+    record_gradient = execute.record_gradient
     km.get_layer("conv1").trainable = False
     try:
         before = snapshot(km)
         for method in limelight.explainers():
-            limelight.explain(km, x, method=method)
+            limelight.explain(km, x, method=method, **quick_params(method, x[:1]))
         assert_unchanged(km, before)
+        # shap-deep's temporary gradient rules are gone again
+        assert execute.record_gradient is record_gradient
+        assert not [name for name in ops._gradient_registry._registry if name.startswith("limelight")]
         with pytest.raises(TargetError):
             limelight.explain(km, x, targets=5)
         with pytest.raises(LayerError):

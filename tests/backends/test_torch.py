@@ -7,6 +7,7 @@ torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
 import limelight  # noqa: E402
+from tests.conftest import quick_params  # noqa: E402
 from limelight.backends.torch import TorchModel  # noqa: E402
 from limelight.core.errors import InputError, LayerError, NotDifferentiableError, TargetError  # noqa: E402
 
@@ -119,7 +120,7 @@ def test_model_unchanged_after_success_and_after_errors(resnet18):
         before = snapshot(resnet18)
         x = torch.randn(2, 3, 64, 64)
         for method in limelight.explainers():
-            limelight.explain(resnet18, x, method=method)
+            limelight.explain(resnet18, x, method=method, **quick_params(method, x[:1]))
         assert_unchanged(resnet18, before)
         with pytest.raises(TargetError):
             limelight.explain(resnet18, x, targets=10)
