@@ -22,6 +22,7 @@ demo: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_gradcam.py
+	$(BIN)/python benchmarks/bench_shap.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
