@@ -84,8 +84,13 @@ def copy_torch_to_keras(tm, km) -> None:
     import torch
 
     torch_layers = [m for m in tm if isinstance(m, torch.nn.Conv2d | torch.nn.BatchNorm2d | torch.nn.Linear)]
-    keras_layers = [layer for layer in km.layers if layer.weights]
-    assert len(torch_layers) == len(keras_layers)
+    copy_weights(torch_layers, [layer for layer in km.layers if layer.weights])
+
+
+def copy_weights(torch_layers, keras_layers) -> None:
+    """Copy weights layer by layer: conv kernels transpose(2, 3, 1, 0), dense kernels .T."""
+    import torch
+
     for t, k in zip(torch_layers, keras_layers, strict=True):
         if isinstance(t, torch.nn.Conv2d):
             k.set_weights([t.weight.detach().numpy().transpose(2, 3, 1, 0), t.bias.detach().numpy()])

@@ -1,4 +1,4 @@
-"""Small models for the SHAP tests: a NumPy linear backend and torch/Keras twins."""
+"""A small model for the SHAP tests: a NumPy linear backend solved by hand."""
 
 from __future__ import annotations
 
@@ -43,15 +43,3 @@ class LinearImageModel(Model):
 
     def deeplift_unsupported(self, x):
         return []
-
-
-def copy_conv_weights(torch_layers, keras_layers):
-    import torch
-
-    for t, k in zip(torch_layers, keras_layers, strict=True):
-        if isinstance(t, torch.nn.Conv2d):
-            k.set_weights([t.weight.detach().numpy().transpose(2, 3, 1, 0), t.bias.detach().numpy()])
-        elif isinstance(t, torch.nn.BatchNorm2d):
-            k.set_weights([p.detach().numpy() for p in (t.weight, t.bias, t.running_mean, t.running_var)])
-        else:
-            k.set_weights([t.weight.detach().numpy().T, t.bias.detach().numpy()])

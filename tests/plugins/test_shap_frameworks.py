@@ -16,7 +16,7 @@ import torch.nn.functional as F  # noqa: E402
 import limelight  # noqa: E402
 from limelight.core.errors import UnsupportedError  # noqa: E402
 
-from .shap_models import copy_conv_weights  # noqa: E402
+from tests.conftest import copy_weights  # noqa: E402
 
 K = 5
 
@@ -222,7 +222,7 @@ def twins():
         keras.layers.Conv2D(8, 3, padding="same"), keras.layers.ReLU(), keras.layers.AveragePooling2D(2),
         keras.layers.Permute((3, 1, 2)), keras.layers.Flatten(), keras.layers.Dense(K),  # NCHW flatten order
     ])
-    copy_conv_weights([m for m in tm if isinstance(m, nn.Conv2d | nn.Linear)], [layer for layer in km.layers if layer.weights])
+    copy_weights([m for m in tm if isinstance(m, nn.Conv2d | nn.Linear)], [layer for layer in km.layers if layer.weights])
     return tm, km
 
 
@@ -321,3 +321,20 @@ def test_to_shap_and_shaps_image_plot(data, twins, framework, tmp_path):
 
     single = limelight.explain(tm, torch.from_numpy(x), "shap-deep", background=torch.from_numpy(bg)).to_shap(output_names=[f"c{i}" for i in range(K)])
     assert single.values.shape == (2, 16, 16, 3, 1) and single.base_values.shape == (2, 1)
+
+
+# -- shap-partition on a real model -------------------------------------------------------------
+
+@pytest.mark.parametrize("mask", ["blur(8,8)", 0.5])
+def test_partition_completeness_is_exact_with_shaps_maskers(data, mask):
+    x, _ = data
+    model = torch_cnn(nn.MaxPool2d(2))
+    exp = limelight.explain(model, torch.from_numpy(x), "shap-partition", mask=mask, max_evals=100, targets=[[0, 2]] * 2)
+    assert exp.values.shape == (2, 16, 16, 3, 2)
+    assert completeness_error(exp) < 1e-4
+    # the base value is the model's output on the fully masked image
+    masker = shap.maskers.Image(mask, (16, 16, 3))
+    masked = np.stack([masker(np.zeros(16 * 16 * 3, bool), img)[0][0] for img in x.transpose(0, 2, 3, 1)])
+    with torch.no_grad():
+        ref = model(torch.from_numpy(masked.transpose(0, 3, 1, 2).astype(np.float32).copy())).numpy()[:, [0, 2]]
+    np.testing.assert_allclose(exp.base_values, ref, rtol=1e-4, atol=1e-6)  # batch-size-dependent conv rounding

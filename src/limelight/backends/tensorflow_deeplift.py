@@ -66,9 +66,10 @@ def unsupported_ops(graph: Any, source: Any) -> dict[str, int]:
     return found
 
 
-def _where_small(delta: Any, small: Any, ratio_of: Any) -> Any:
-    tiny = tf.abs(delta) < EPS
-    return tf.where(tiny, small, ratio_of / tf.where(tiny, tf.ones_like(delta), delta))
+def _ratio(numerator: Any, delta: Any, fallback: Any, eps: float = EPS) -> Any:
+    """``numerator / delta``, and ``fallback`` where ``|delta| < eps``."""
+    tiny = tf.abs(delta) < eps
+    return tf.where(tiny, fallback, numerator / tf.where(tiny, tf.ones_like(delta), delta))
 
 
 def _unprefixed(op: Any) -> Any:
@@ -86,7 +87,7 @@ def _rescale(original: Callable[..., Any]) -> Callable[..., Any]:
         yx, yr = tf.split(op.outputs[0], 2)
         plain = original(op, tf.ones_like(grad))
         plain = plain[0] if isinstance(plain, list | tuple) else plain
-        multiplier = _where_small(x - r, tf.split(plain, 2)[0], yx - yr)
+        multiplier = _ratio(yx - yr, x - r, tf.split(plain, 2)[0])
         return grad * tf.concat([multiplier, multiplier], 0)
 
     return gradient
@@ -104,7 +105,7 @@ def _max_pool(op: Any, grad: Any) -> Any:
 
     cross = tf.maximum(yx, yr)
     assigned = pool_grad(x, yx, gx * (cross - yr)) + pool_grad(r, yr, gx * (yx - cross))
-    multiplier = _where_small(x - r, pool_grad(x, yx, gx), assigned)
+    multiplier = _ratio(assigned, x - r, pool_grad(x, yx, gx))
     return tf.concat([multiplier, tf.zeros_like(multiplier)], 0)
 
 
@@ -120,8 +121,7 @@ def _softmax(op: Any, grad: Any) -> Any:
         return 0.5 * (jx + jr)
 
     denominator = mean_jacobian_times(x - r)
-    tiny = tf.abs(denominator) < EPS * 1e-3
-    ratio = tf.where(tiny, tf.ones_like(denominator), (sx - sr) / tf.where(tiny, tf.ones_like(denominator), denominator))
+    ratio = _ratio(sx - sr, denominator, tf.ones_like(denominator), eps=EPS * 1e-3)
     result = mean_jacobian_times(gx * ratio)
     return tf.concat([result, tf.zeros_like(result)], 0)
 

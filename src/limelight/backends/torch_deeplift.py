@@ -140,6 +140,12 @@ def _halves(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x, r
 
 
+def _ratio(numerator: torch.Tensor, delta: torch.Tensor, fallback: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """``numerator / delta``, and ``fallback`` where ``|delta| < eps``."""
+    tiny = delta.abs() < eps
+    return torch.where(tiny, fallback, numerator / torch.where(tiny, torch.ones_like(delta), delta))
+
+
 class _Rescale(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, inp: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -155,11 +161,8 @@ class _Rescale(torch.autograd.Function):
         with torch.enable_grad():
             leaf = inp.detach().requires_grad_(True)
             (plain,) = torch.autograd.grad(ctx.fn(leaf), leaf, torch.ones_like(out))
-        dx = (x - r).repeat(2, *[1] * (x.ndim - 1))
-        dy = (yx - yr).repeat(2, *[1] * (x.ndim - 1))
-        safe = torch.where(dx.abs() < EPS, torch.ones_like(dx), dx)
-        multiplier = torch.where(dx.abs() < EPS, plain, dy / safe)
-        return grad * multiplier, None
+        both = (2, *[1] * (x.ndim - 1))
+        return grad * _ratio((yx - yr).repeat(both), (x - r).repeat(both), plain), None
 
 
 class _MaxPool(torch.autograd.Function):
@@ -183,9 +186,7 @@ class _MaxPool(torch.autograd.Function):
             (to_x,) = torch.autograd.grad(yx, lx, gx * (cross - yr.detach()), retain_graph=True)
             (to_r,) = torch.autograd.grad(yr, lr, gx * (yx.detach() - cross))
             (plain,) = torch.autograd.grad(yx, lx, gx)
-        dx = x - r
-        safe = torch.where(dx.abs() < EPS, torch.ones_like(dx), dx)
-        multiplier = torch.where(dx.abs() < EPS, plain, (to_x + to_r) / safe)
+        multiplier = _ratio(to_x + to_r, x - r, plain)
         return torch.cat([multiplier, torch.zeros_like(multiplier)]), None
 
 
@@ -209,7 +210,6 @@ class _Softmax(torch.autograd.Function):
             return 0.5 * (jx + jr)
 
         denominator = mean_jacobian_times(x - r)
-        safe = torch.where(denominator.abs() < EPS * 1e-3, torch.ones_like(denominator), denominator)
-        ratio = torch.where(denominator.abs() < EPS * 1e-3, torch.ones_like(denominator), (sx - sr) / safe)
+        ratio = _ratio(sx - sr, denominator, torch.ones_like(denominator), eps=EPS * 1e-3)
         result = mean_jacobian_times(gx * ratio)
         return torch.cat([result, torch.zeros_like(result)]), None
