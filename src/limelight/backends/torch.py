@@ -98,9 +98,13 @@ class TorchModel(Model):
         return device, dtype
 
     def _to_native(self, x: np.ndarray) -> torch_types.Tensor:
+        """Canonical NHWC -> an NCHW tensor in ``channels_last`` memory format: the same
+        bytes, no copy, and oneDNN's faster convolution kernels on CPU."""
         device, dtype = self._device_dtype()
-        arr = x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
-        return torch.from_numpy(np.ascontiguousarray(arr)).to(device=device, dtype=dtype)
+        tensor = torch.from_numpy(np.ascontiguousarray(x))
+        if x.ndim == 4:
+            tensor = tensor.permute(0, 3, 1, 2)
+        return tensor.to(device=device, dtype=dtype)
 
     @staticmethod
     def _to_canonical(t: torch_types.Tensor) -> np.ndarray:
