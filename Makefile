@@ -18,7 +18,7 @@ test: install
 	$(BIN)/python -m pytest -n 2 -q tests
 
 demo: install
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/limelight demo --out out/demo
 
 bench: install
 	$(BIN)/python benchmarks/bench_gradcam.py

@@ -1,4 +1,4 @@
-"""The ``limelight`` command line: ``limelight plugins``, ``limelight methods``."""
+"""The ``limelight`` command line: ``limelight demo``, ``limelight plugins``, ``limelight methods``."""
 
 from __future__ import annotations
 
@@ -26,6 +26,14 @@ def _methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from .demo.report import run
+
+    report = run(args.out)
+    print(f"wrote {report} (open it in a browser)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="limelight", description="Explain image classifiers.")
     parser.add_argument("--version", action="version", version=f"limelight {__version__}")
@@ -33,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("plugins", help="list installed plugins and what each provides").set_defaults(run=_plugins)
     sub.add_parser("methods", help="list the registered explanation methods").set_defaults(run=_methods)
+    demo = sub.add_parser("demo", help="explain the embedded demo model in PyTorch and Keras; write report.html")
+    demo.add_argument("--out", default="limelight-demo", help="output folder (default: limelight-demo)")
+    demo.set_defaults(run=_demo)
     return parser
 
 

@@ -108,6 +108,12 @@ class Explanation:
             output_names=names,
         )
 
+    def plot(self, index: int | None = None, **kwargs: Any) -> Any:
+        """A matplotlib figure of one sample or all (see :func:`limelight.viz.plot`)."""
+        from ..viz import plot
+
+        return plot(self, index=index, **kwargs)
+
     # -- save / load -----------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write to a compressed ``.npz`` file (arrays + JSON metadata); no pickling."""

@@ -1,0 +1,67 @@
+"""Figures render to real files; `limelight demo` writes its report offline."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+torch = pytest.importorskip("torch")
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+import limelight  # noqa: E402
+from limelight import datasets, demo, viz  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def explained():
+    data = datasets.shapes(3, seed=2)
+    x = torch.from_numpy(data.images.transpose(0, 3, 1, 2).copy())
+    model = demo.torch_model()
+    cam = limelight.explain(model, x, "gradcam")
+    shap_exp = limelight.explain(model, x, "shap-gradient", background=x, nsamples=8, seed=0)
+    return data, cam, shap_exp
+
+
+def test_overlay_blends_in_range():
+    image = np.zeros((4, 4, 3), np.float32)
+    heat = np.ones((4, 4), np.float32)
+    out = viz.overlay(image, heat, alpha=0.5)
+    assert out.shape == (4, 4, 3) and 0 <= out.min() and out.max() <= 1
+    np.testing.assert_allclose(out, 0.5 * np.array(plt.get_cmap("jet")(1.0)[:3]) * np.ones((4, 4, 1)), atol=1e-6)
+
+
+@pytest.mark.parametrize("which", ["cam", "shap"])
+def test_explanation_plot_saves_png_and_pdf(explained, which, tmp_path):
+    _, cam, shap_exp = explained
+    fig = (cam if which == "cam" else shap_exp).plot(class_names=datasets.CLASSES)
+    for suffix in ("png", "pdf"):
+        fig.savefig(tmp_path / f"f.{suffix}")
+        assert (tmp_path / f"f.{suffix}").stat().st_size > 3000
+    plt.close(fig)
+
+
+def test_comparison_grid_has_a_row_per_image_and_a_column_per_explanation(explained, tmp_path):
+    data, cam, shap_exp = explained
+    fig = viz.comparison_grid({"Grad-CAM": cam, "SHAP": shap_exp}, class_names=datasets.CLASSES, masks=data.masks)
+    assert len(fig.axes) == 3 * 3
+    fig.savefig(tmp_path / "grid.png")
+    plt.close(fig)
+    assert (tmp_path / "grid.png").stat().st_size > 10000
+
+
+def test_demo_command_writes_report(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "limelight.cli", "demo", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = (tmp_path / "report.html").read_text()
+    assert "How to read the colours" in report and "comparison.png" in report
+    assert (tmp_path / "comparison.png").stat().st_size > 50000
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["predictions"] == summary["truth"]
+    assert max(summary["max_abs_difference_torch_vs_keras"].values()) <= 1e-5
+    assert summary["pointing_game"]["Grad-CAM · PyTorch"] >= 0.8
