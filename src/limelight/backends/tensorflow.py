@@ -64,6 +64,51 @@ def limelight_wrap_model(model: object) -> Model | None:
     return KerasModel(model)
 
 
+@hookimpl(trylast=True)
+def limelight_load_model(spec: str, weights: str | None) -> Any:
+    """``keras:NAME`` (a keras.applications factory; ``weights="none"``: random) and
+    ``.keras`` files (loaded with ``safe_mode=True``)."""
+    from ..core.loading import LoadedModel, UnknownModelError
+
+    if spec.startswith("keras:"):
+        import importlib
+
+        names = _imagenet_names()  # before Keras: torchvision after TensorFlow crashes (README)
+        import keras as keras_module
+
+        name = spec.split(":", 1)[1]
+        factory = getattr(keras_module.applications, name, None)
+        if factory is None or not callable(factory):
+            raise UnknownModelError(f"keras.applications has no model {name!r}; e.g. ResNet50, MobileNetV2.")
+        model = factory(weights=None if (weights or "").lower() == "none" else "imagenet")
+        family = importlib.import_module(factory.__module__)
+        size = tuple(model.input_shape[1:3]) if None not in model.input_shape[1:3] else (224, 224)
+        return LoadedModel(
+            model, "tensorflow", names, lambda images: family.preprocess_input(images * 255.0), size
+        )
+    if spec.endswith(".keras"):
+        import os
+
+        import keras as keras_module
+
+        if not os.path.exists(spec):
+            raise UnknownModelError(f"no such model file: {spec}")
+        return LoadedModel(keras_module.saving.load_model(spec, safe_mode=True), "tensorflow")
+    return None
+
+
+def _imagenet_names() -> list[str] | None:
+    """ImageNet class names (the standard order shared by keras.applications and torchvision),
+    from torchvision's metadata when it is installed (Keras's own list is a download)."""
+    if "tensorflow" in sys.modules and "torchvision" not in sys.modules:
+        return None  # importing torchvision now would crash the process (README, known issues)
+    try:
+        import torchvision
+    except ImportError:
+        return None
+    return list(torchvision.models.ResNet50_Weights.DEFAULT.meta["categories"])
+
+
 def _sublayers(layer: Any) -> list[Any]:
     flatten = getattr(layer, "_flatten_layers", None)
     if flatten is None:

@@ -48,6 +48,49 @@ def limelight_wrap_model(model: object) -> Model | None:
     return TorchModel(model)
 
 
+@hookimpl(trylast=True)
+def limelight_load_model(spec: str, weights: str | None) -> Any:
+    """``torchvision:NAME`` (``weights="none"``: random) and TorchScript ``.pt`` files.
+
+    Files are never unpickled: TorchScript only (``torch.jit.load``); a plain state dict
+    has no architecture, so it is refused with a hint.
+    """
+    from ..core.loading import LoadedModel, UnknownModelError
+
+    if spec.startswith("torchvision:"):
+        import torchvision
+
+        name = spec.split(":", 1)[1]
+        try:
+            enum = torchvision.models.get_model_weights(name)
+        except (ValueError, KeyError):
+            raise UnknownModelError(
+                f"torchvision has no model {name!r}; e.g. resnet18, resnet50, vgg16, densenet121."
+            ) from None
+        chosen = None if (weights or "").lower() == "none" else enum.DEFAULT
+        model = torchvision.models.get_model(name, weights=chosen).eval()
+        transform = enum.DEFAULT.transforms()  # the weights' own preprocessing
+
+        def preprocess(images: np.ndarray) -> Any:
+            return transform(torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))))
+
+        return LoadedModel(model, "torch", list(enum.DEFAULT.meta["categories"]), preprocess, None)
+    if spec.endswith((".pt", ".pth")):
+        import os
+
+        if not os.path.exists(spec):
+            raise UnknownModelError(f"no such model file: {spec}")
+        try:
+            model = torch.jit.load(spec, map_location="cpu").eval()
+        except RuntimeError:
+            raise UnknownModelError(
+                f"{spec} is not a TorchScript file. limelight never unpickles arbitrary objects: "
+                "save with torch.jit.script(model).save(path), or use package.module:factory."
+            ) from None
+        return LoadedModel(model, "torch")
+    return None
+
+
 class TorchModel(Model):
     """A ``torch.nn.Module`` taking NCHW (or ``(N, D)``) tensors and returning ``(N, K)``."""
 

@@ -13,6 +13,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from .explainer import Explainer
+    from .loading import LoadedModel
     from .model import Model
 
 PROJECT = "limelight"
@@ -41,3 +42,11 @@ def limelight_register_explainers(register: Callable[[type[Explainer]], None]) -
 @hookspec
 def limelight_register_metrics(register: Callable[[type], None]) -> None:
     """Call ``register(MetricClass)`` for each evaluation metric this plugin provides."""
+
+
+@hookspec(firstresult=True)
+def limelight_load_model(spec: str, weights: str | None) -> LoadedModel | None:
+    """Load the model named by ``spec`` (e.g. ``"torchvision:resnet50"``, ``"model.keras"``)
+    if this plugin knows the spec's form, else return None. ``weights`` is ``"none"`` for
+    random weights, ``None`` for the source's default. Must not import a framework unless
+    the spec names it."""

@@ -36,6 +36,7 @@ BUILTIN_PLUGINS = (
     "limelight.backends.tensorflow",
     "limelight.plugins.cam",
     "limelight.plugins.shap",
+    "limelight.core.loading",
 )
 STRICT_ENV = "LIMELIGHT_STRICT_PLUGINS"
 DISABLE_ENV = "LIMELIGHT_DISABLE_PLUGINS"
