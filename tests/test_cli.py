@@ -35,10 +35,12 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="module")
 def photo(tmp_path_factory):
+    """A real photo that ships inside scikit-image's wheel."""
     from PIL import Image
+    from skimage import data
 
     path = tmp_path_factory.mktemp("img") / "photo.png"
-    Image.fromarray((np.random.RandomState(0).rand(300, 260, 3) * 255).astype("uint8")).save(path)
+    Image.fromarray(data.chelsea()).save(path)
     return path
 
 
