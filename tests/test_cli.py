@@ -44,7 +44,7 @@ def photo(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("model, methods", [("torchvision:resnet18", "gradcam,shap"), ("keras:MobileNetV2", "gradcam")])
+@pytest.mark.parametrize("model, methods", [("torchvision:resnet18", "gradcam,shap"), ("keras:MobileNetV2", "gradcam,shap")])
 def test_explain_writes_pictures_values_and_summary(photo, tmp_path, model, methods):
     out = tmp_path / "out"
     done = run("explain", str(photo), "--model", model, "--weights", "none", "--method", methods, "--out", str(out))

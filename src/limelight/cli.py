@@ -55,7 +55,9 @@ def _explain(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
     targets = None if args.target in (None, "auto") else int(args.target)
     results, timings = {}, {}
-    for method in methods:
+    from tqdm import tqdm
+
+    for method in tqdm(methods, desc="explaining", unit="method", disable=None, leave=False):
         name, params = _method(method)
         start = time.perf_counter()
         results[method] = explain(loaded.model, fed, name, targets=targets, layer=args.layer, **params)
