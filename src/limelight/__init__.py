@@ -10,6 +10,7 @@ from __future__ import annotations
 from . import plugins  # callable: limelight.plugins() lists the installed plugins
 from .core.api import explain, explainers, wrap
 from .core.errors import LimelightError
+from .core.evaluate import evaluate
 from .core.explainer import Explainer
 from .core.explanation import Explanation
 from .core.hookspecs import hookimpl
@@ -25,6 +26,7 @@ __all__ = [
     "Model",
     "__version__",
     "explain",
+    "evaluate",
     "explainers",
     "hookimpl",
     "plugins",

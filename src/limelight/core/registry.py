@@ -26,6 +26,7 @@ import pluggy
 from . import hookspecs
 from .errors import PluginError, PluginWarning, UnknownExplainerError, close_matches
 from .explainer import Explainer
+from .metric import Metric
 from .model import Model
 
 __all__ = ["PluginInfo", "Registry", "registry", "ENTRY_POINT_GROUP"]
@@ -37,6 +38,7 @@ BUILTIN_PLUGINS = (
     "limelight.plugins.cam",
     "limelight.plugins.shap",
     "limelight.core.loading",
+    "limelight.plugins.metrics",
 )
 STRICT_ENV = "LIMELIGHT_STRICT_PLUGINS"
 DISABLE_ENV = "LIMELIGHT_DISABLE_PLUGINS"
@@ -143,7 +145,7 @@ class Registry:
         pm.check_pending()
         self._pm, self._records = pm, records
         self._collect(pm, "limelight_register_explainers", self._explainers, Explainer, "explainers")
-        self._collect(pm, "limelight_register_metrics", self._metrics, object, "metrics")
+        self._collect(pm, "limelight_register_metrics", self._metrics, Metric, "metrics")
 
     def _fail(self, record: _Record, exc: BaseException, what: str) -> None:
         record.error = f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,154 @@
+"""Built-in evaluation metrics, in NumPy against :class:`limelight.Model`.
+
+Localisation (need masks): ``pointing-game`` (optional pixel ``tolerance``, as the original
+paper allowed 15 px), ``energy-pointing-game`` (mask's bounding box), ``relevance-mass``,
+``relevance-rank``. Faithfulness (need the model): ``deletion`` and ``insertion`` AUC of the
+target's softmax probability as pixels are removed / added most-relevant first. Complexity:
+``sparseness`` (Gini index of the map).
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from ..core.hookspecs import hookimpl
+from ..core.metric import Metric
+
+__all__ = [
+    "PointingGame", "EnergyPointingGame", "RelevanceMass", "RelevanceRank",
+    "Deletion", "Insertion", "Sparseness",
+]
+
+
+class PointingGame(Metric):
+    """1 if the map's maximum lies on the mask (within ``tolerance`` pixels), else 0."""
+
+    name = "pointing-game"
+    needs_mask = True
+    defaults = MappingProxyType({"tolerance": 0.0})
+
+    def score(self, maps: np.ndarray, masks: np.ndarray, **_: Any) -> np.ndarray:
+        hits = np.zeros(len(maps))
+        for i, (m, mask) in enumerate(zip(maps, masks, strict=True)):
+            peak = np.array(np.unravel_index(np.argmax(m), m.shape))
+            inside = np.argwhere(mask)
+            if len(inside):
+                hits[i] = np.sqrt(((inside - peak) ** 2).sum(1)).min() <= self.params["tolerance"]
+        return hits
+
+
+class EnergyPointingGame(Metric):
+    """Share of the (positive) relevance inside the mask's bounding box (Score-CAM)."""
+
+    name = "energy-pointing-game"
+    needs_mask = True
+
+    def score(self, maps: np.ndarray, masks: np.ndarray, **_: Any) -> np.ndarray:
+        out = np.zeros(len(maps))
+        for i, (m, mask) in enumerate(zip(maps, masks, strict=True)):
+            rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+            box = np.zeros_like(mask, bool)
+            if len(rows):
+                box[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] = True
+            positive = np.maximum(m, 0)
+            out[i] = positive[box].sum() / positive.sum() if positive.sum() > 0 else 0.0
+        return out
+
+
+class RelevanceMass(Metric):
+    """Share of the (positive) relevance inside the mask (Arras et al. 2022)."""
+
+    name = "relevance-mass"
+    needs_mask = True
+
+    def score(self, maps: np.ndarray, masks: np.ndarray, **_: Any) -> np.ndarray:
+        positive = np.maximum(maps, 0)
+        total = positive.sum(axis=(1, 2))
+        inside = (positive * masks).sum(axis=(1, 2))
+        return np.divide(inside, total, out=np.zeros_like(total), where=total > 0)
+
+
+class RelevanceRank(Metric):
+    """Share of the K most relevant pixels that lie on the mask, K = mask size."""
+
+    name = "relevance-rank"
+    needs_mask = True
+
+    def score(self, maps: np.ndarray, masks: np.ndarray, **_: Any) -> np.ndarray:
+        out = np.zeros(len(maps))
+        for i, (m, mask) in enumerate(zip(maps, masks, strict=True)):
+            k = int(mask.sum())
+            if k:
+                top = np.argsort(-m.ravel(), kind="stable")[:k]
+                out[i] = mask.ravel()[top].mean()
+        return out
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class _Perturbation(Metric):
+    needs_model = True
+    defaults = MappingProxyType({"steps": 16, "baseline": 0.0})
+    insert = False
+
+    def score(self, maps: np.ndarray, x: np.ndarray, targets: np.ndarray, model: Any, **_: Any) -> np.ndarray:
+        steps = int(self.params["steps"])
+        n, h, w = maps.shape
+        order = np.argsort(-maps.reshape(n, -1), axis=1, kind="stable")
+        base = np.full_like(x, float(self.params["baseline"]))
+        curves = np.zeros((n, steps + 1))
+        for step in range(steps + 1):
+            k = int(round(step / steps * h * w))
+            chosen = np.zeros((n, h * w), bool)
+            np.put_along_axis(chosen, order[:, :k], True, axis=1)
+            chosen = chosen.reshape(n, h, w, 1)
+            images = np.where(chosen, x, base) if self.insert else np.where(chosen, base, x)
+            curves[:, step] = _softmax(model.predict(images.astype(np.float32)))[np.arange(n), targets]
+        return np.trapezoid(curves, dx=1.0 / steps, axis=1)
+
+
+class Deletion(_Perturbation):
+    """AUC of the target probability as the most relevant pixels are replaced by
+    ``baseline`` first (lower is better: a faithful map destroys the evidence fast)."""
+
+    name = "deletion"
+    higher_is_better = False
+
+
+class Insertion(_Perturbation):
+    """AUC of the target probability as the most relevant pixels are inserted into the
+    ``baseline`` image first (higher is better)."""
+
+    name = "insertion"
+    insert = True
+
+
+class Sparseness(Metric):
+    """Gini index of |map| (Chalasani et al. 2020): 1 = all relevance on one pixel, 0 = flat."""
+
+    name = "sparseness"
+
+    def score(self, maps: np.ndarray, **_: Any) -> np.ndarray:
+        flat = np.sort(np.abs(maps.reshape(len(maps), -1)), axis=1)
+        d = flat.shape[1]
+        index = np.arange(1, d + 1)
+        total = flat.sum(axis=1)
+        gini = ((2 * index - d - 1) * flat).sum(axis=1) / (d * np.where(total > 0, total, 1))
+        return np.where(total > 0, gini, 0.0)
+
+
+BUILTIN_METRICS = (PointingGame, EnergyPointingGame, RelevanceMass, RelevanceRank, Deletion, Insertion, Sparseness)
+
+
+@hookimpl(trylast=True)
+def limelight_register_metrics(register: Any) -> None:
+    """Register the built-in metrics."""
+    for cls in BUILTIN_METRICS:
+        register(cls)

@@ -1,0 +1,99 @@
+"""Metrics against hand-computed values, twins, and evaluate() with its baselines."""
+
+import numpy as np
+import pytest
+
+import limelight
+from limelight.core.errors import InputError, ParameterError
+from limelight.core.metric import relevance_map
+from limelight.core.registry import registry
+
+MASK = np.zeros((1, 8, 8), bool)
+MASK[0, 2:4, 5:7] = True  # 4 pixels of 64
+POINTING = np.where(MASK, 1.0, 0.0)
+UNIFORM = np.ones((1, 8, 8))
+
+
+def metric(name, **params):
+    return registry.metrics()[name](**params)
+
+
+def test_a_map_on_the_mask_scores_one():
+    for name in ("pointing-game", "relevance-mass", "relevance-rank", "energy-pointing-game"):
+        assert metric(name)(POINTING, masks=MASK)[0] == pytest.approx(1.0), name
+
+
+def test_a_uniform_map_scores_the_area_fraction():
+    assert metric("relevance-mass")(UNIFORM, masks=MASK)[0] == pytest.approx(4 / 64)
+    assert metric("energy-pointing-game")(UNIFORM, masks=MASK)[0] == pytest.approx(4 / 64)  # box = mask here
+    assert metric("sparseness")(UNIFORM)[0] == pytest.approx(0.0)
+    assert metric("sparseness")(POINTING)[0] == pytest.approx(1 - 4 / 64)  # Gini of 4 equal spikes
+
+
+def test_pointing_game_tolerance():
+    peak = np.zeros((1, 8, 8))
+    peak[0, 2, 2] = 1.0  # 3 px left of the mask's column 5
+    assert metric("pointing-game")(peak, masks=MASK)[0] == 0
+    assert metric("pointing-game", tolerance=3)(peak, masks=MASK)[0] == 1
+
+
+def test_relevance_rank_counts_top_k():
+    ranked = np.zeros((1, 8, 8))
+    ranked[0, 2, 5] = ranked[0, 2, 6] = 3.0  # two of the four top pixels on the mask
+    ranked[0, 0, 0] = ranked[0, 0, 1] = 2.0
+    assert metric("relevance-rank")(ranked, masks=MASK)[0] == pytest.approx(0.5)
+
+
+def test_deletion_best_first_beats_worst_first_on_the_demo_model():
+    torch = pytest.importorskip("torch")
+    from limelight import datasets, demo
+
+    data = datasets.shapes(16, seed=11)
+    model = limelight.wrap(demo.torch_model())
+    x = data.images
+    targets = model.predict(x).argmax(1)
+    good = np.where(data.masks, 1.0, 0.0) + 0.01 * np.random.RandomState(0).rand(*data.masks.shape)
+    worst = -good
+    deletion, insertion = metric("deletion"), metric("insertion")
+    assert deletion(good, x=x, targets=targets, model=model).mean() < deletion(worst, x=x, targets=targets, model=model).mean()
+    assert insertion(good, x=x, targets=targets, model=model).mean() > insertion(worst, x=x, targets=targets, model=model).mean()
+    del torch
+
+
+def test_torch_and_keras_twins_give_the_same_metric_values():
+    pytest.importorskip("torch")
+    pytest.importorskip("keras")
+    from limelight import datasets, demo
+
+    data = datasets.shapes(8, seed=12)
+    maps = relevance_map(limelight.explain(demo.keras_model(), data.images, "gradcam"))
+    t, k = limelight.wrap(demo.torch_model()), limelight.wrap(demo.keras_model())
+    targets = t.predict(data.images).argmax(1)
+    for name in ("deletion", "insertion"):
+        a = metric(name)(maps, x=data.images, targets=targets, model=t)
+        b = metric(name)(maps, x=data.images, targets=targets, model=k)
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_evaluate_puts_baselines_beside_methods():
+    torch = pytest.importorskip("torch")
+    from limelight import datasets, demo
+
+    data = datasets.shapes(24, seed=13)
+    x = torch.from_numpy(data.images.transpose(0, 3, 1, 2).copy())
+    ev = limelight.evaluate(demo.torch_model(), x, ["gradcam"], ["pointing-game", "relevance-mass", "deletion"], masks=data.masks)
+    table = ev.table()
+    assert list(table) == ["gradcam", "random", "centre", "edge"]
+    assert table["gradcam"]["pointing-game"] >= 0.7 > table["random"]["pointing-game"]
+    assert table["gradcam"]["relevance-mass"] > table["random"]["relevance-mass"]
+    assert table["gradcam"]["deletion"] < table["random"]["deletion"]
+    assert "deletion ↓" in ev.to_markdown()
+
+
+def test_clear_errors():
+    with pytest.raises(InputError, match="needs ground-truth masks"):
+        metric("relevance-mass")(UNIFORM)
+    with pytest.raises(ParameterError, match="does not accept radius"):
+        metric("pointing-game", radius=3)
+    with pytest.raises(InputError, match="must match"):
+        metric("relevance-mass")(UNIFORM, masks=np.zeros((1, 4, 4), bool))
