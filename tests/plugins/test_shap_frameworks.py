@@ -333,8 +333,20 @@ def test_partition_completeness_is_exact_with_shaps_maskers(data, mask):
     assert exp.values.shape == (2, 16, 16, 3, 2)
     assert completeness_error(exp) < 1e-4
     # the base value is the model's output on the fully masked image
-    masker = shap.maskers.Image(mask, (16, 16, 3))
-    masked = np.stack([masker(np.zeros(16 * 16 * 3, bool), img)[0][0] for img in x.transpose(0, 2, 3, 1)])
+    # a fresh masker per image: shap's Image masker caches the blur by id(image)
+    masked = np.stack([shap.maskers.Image(mask, (16, 16, 3))(np.zeros(16 * 16 * 3, bool), img.copy())[0][0]
+                       for img in x.transpose(0, 2, 3, 1)])
     with torch.no_grad():
         ref = model(torch.from_numpy(masked.transpose(0, 3, 1, 2).astype(np.float32).copy())).numpy()[:, [0, 2]]
-    np.testing.assert_allclose(exp.base_values, ref, rtol=1e-4, atol=1e-6)  # batch-size-dependent conv rounding
+    np.testing.assert_allclose(exp.base_values, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_partition_rows_do_not_leak_into_each_other(data):
+    """Regression: shap's Image masker caches its blur by id(); one masker across rows could
+    blur image 0 in place of image 1. Each row must equal explaining that image alone."""
+    x, _ = data
+    model = torch_cnn(nn.MaxPool2d(2))
+    both = limelight.explain(model, torch.from_numpy(x), "shap-partition", mask="blur(8,8)", max_evals=60, targets=1)
+    alone = limelight.explain(model, torch.from_numpy(x[1:]), "shap-partition", mask="blur(8,8)", max_evals=60, targets=1)
+    np.testing.assert_allclose(both.base_values[1], alone.base_values[0], rtol=1e-5)
+    np.testing.assert_allclose(both.values[1], alone.values[0], rtol=1e-4, atol=1e-7)

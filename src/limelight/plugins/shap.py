@@ -183,7 +183,6 @@ class ShapPartition(_ShapExplainer):
         outputs = self.model.predict(x)
         columns, single = _columns(targets, outputs)
         mask = self.params["mask"]
-        masker = shap.maskers.Image(mask, x.shape[1:])
         values = np.zeros((len(x), columns.shape[1], *x.shape[1:]), np.float64)
         base = np.zeros(columns.shape, np.float64)
         for row in range(len(x)):
@@ -192,6 +191,9 @@ class ShapPartition(_ShapExplainer):
             def f(batch: np.ndarray, wanted: np.ndarray = wanted) -> np.ndarray:
                 return self.model.predict(np.asarray(batch, np.float32))[:, wanted]
 
+            # A fresh masker per image: shap's Image masker caches the blurred input by id(),
+            # and our per-row slices can reuse an id, which silently blurs the wrong image.
+            masker = shap.maskers.Image(mask, x.shape[1:])
             explainer = shap.PartitionExplainer(f, masker, seed=self.params["seed"])
             result = explainer(
                 x[row : row + 1],
