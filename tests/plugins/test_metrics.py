@@ -97,3 +97,33 @@ def test_clear_errors():
         metric("pointing-game", radius=3)
     with pytest.raises(InputError, match="must match"):
         metric("relevance-mass")(UNIFORM, masks=np.zeros((1, 4, 4), bool))
+
+
+def test_randomisation_check_flags_the_edge_map_and_grad_cam_passes():
+    torch = pytest.importorskip("torch")
+    from limelight import datasets, demo
+
+    data = datasets.shapes(12, seed=14)
+    x = torch.from_numpy(data.images.transpose(0, 3, 1, 2).copy())
+    ev = limelight.evaluate(demo.torch_model(), x, ["gradcam"], ["pointing-game"], masks=data.masks, sanity=True)
+    table = ev.table()
+    assert table["edge"]["randomisation"] == pytest.approx(1.0)  # model-free: flagged
+    assert table["gradcam"]["randomisation"] < 0.5  # depends on the weights
+    assert table["gradcam"]["random-logit"] < 0.5  # depends on the class
+
+
+def test_randomised_copies_are_twins_and_leave_the_model_alone():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("keras")
+    from limelight import datasets, demo
+    from limelight.core.sanity import cascading_randomization
+
+    tm, km = demo.torch_model(), demo.keras_model()
+    before = [p.detach().clone() for p in tm.parameters()]
+    keras_before = [w.copy() for w in km.get_weights()]
+    images = datasets.shapes(4, seed=15).images
+    t_curve = cascading_randomization(tm, torch.from_numpy(images.transpose(0, 3, 1, 2).copy()), "gradcam", seed=2)
+    k_curve = cascading_randomization(km, images, "gradcam", seed=2)
+    assert [c for _, c in t_curve] == pytest.approx([c for _, c in k_curve], abs=1e-4)
+    assert all(torch.equal(a, b) for a, b in zip(before, tm.parameters(), strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(keras_before, km.get_weights(), strict=True))

@@ -37,7 +37,7 @@ from ..core.errors import (
 from ..core.hookspecs import hookimpl
 from ..core.layers import pick_default_layer
 from ..core.lazy import LazyModule
-from ..core.model import DEEPLIFT, GRADIENTS, LAYERS, Gradients, Model
+from ..core.model import DEEPLIFT, GRADIENTS, LAYERS, RANDOMIZE, Gradients, Model, redraw
 from ..core.targets import normalize_targets, resolve_targets
 
 tf: Any = LazyModule("tensorflow", extra="tensorflow")
@@ -151,7 +151,25 @@ class KerasModel(Model):
     """A Keras 3 model (TensorFlow backend) taking NHWC (or ``(N, D)``), returning ``(N, K)``."""
 
     framework = "tensorflow"
-    capabilities = frozenset({GRADIENTS, LAYERS, DEEPLIFT})
+    capabilities = frozenset({GRADIENTS, LAYERS, DEEPLIFT, RANDOMIZE})
+
+    # -- randomised copies (capability "randomize") ------------------------------------------
+    def parameter_layers(self) -> list[str]:
+        """Layers that own weights directly (not containers), input side first."""
+        return [p for p, layer in self._named_layers().items() if layer.weights and not _sublayers(layer)]
+
+    def randomized(self, layers: list[str], seed: int = 0) -> KerasModel:
+        """A clone (``keras.models.clone_model`` + copied weights) with the trainable weights
+        of ``layers`` redrawn (see ``redraw``)."""
+        clone = keras.models.clone_model(self.native)
+        clone.set_weights(self.native.get_weights())
+        named = KerasModel(clone)._named_layers()
+        rng = np.random.RandomState(seed)
+        for name in layers:
+            layer = named[self.resolve_layer(name)]
+            layer.set_weights([redraw(w, rng) if i < len(layer.trainable_weights) else w
+                               for i, w in enumerate(layer.get_weights())])
+        return KerasModel(clone)
 
     # -- inputs -----------------------------------------------------------------------------
     def canonical(self, inputs: Any) -> np.ndarray:

@@ -67,11 +67,15 @@ def evaluate(
     method_params: Mapping[str, Mapping[str, Any]] | None = None,
     metric_params: Mapping[str, Mapping[str, Any]] | None = None,
     seed: int = 0,
+    sanity: bool = False,
 ) -> Evaluation:
     """Score explanations (given, or method names computed here) with registered metrics.
 
     The random, centre and edge baselines are always scored beside them. ``masks``
-    ``(N, H, W)`` are needed by localisation metrics.
+    ``(N, H, W)`` are needed by localisation metrics. ``sanity=True`` adds the randomisation
+    checks (method names only): ``randomisation`` (Spearman correlation with the map after
+    randomising every layer, output side first) and ``random-logit``; lower is better, and
+    the model-free baselines score 1 by construction.
     """
     wrapped = wrap(model)
     x = wrapped.canonical(inputs)
@@ -88,4 +92,19 @@ def evaluate(
         row: {name: metric(m, x=x, targets=resolved, masks=masks, model=wrapped) for name, metric in chosen.items()}
         for row, m in maps.items()
     }
-    return Evaluation(scores, {name: metric.higher_is_better for name, metric in chosen.items()})
+    better = {name: metric.higher_is_better for name, metric in chosen.items()}
+    if sanity:
+        from .sanity import cascading_randomization, random_logit, spearman
+
+        params = method_params or {}
+        n = len(x)
+        for row in scores:
+            if row in BASELINES:  # the same map whatever the weights or the class
+                unchanged = spearman(maps[row], maps[row])
+                scores[row]["randomisation"], scores[row]["random-logit"] = unchanged, unchanged
+                continue
+            curve = cascading_randomization(model, inputs, row, seed, params.get(row))
+            scores[row]["randomisation"] = np.full(n, curve[-1][1])
+            scores[row]["random-logit"] = np.full(n, random_logit(model, inputs, row, seed, params.get(row)))
+        better.update({"randomisation": False, "random-logit": False})
+    return Evaluation(scores, better)

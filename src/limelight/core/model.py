@@ -18,12 +18,16 @@ import numpy as np
 from .arrays import check_canonical, to_numpy_float32
 from .errors import LayerError, ParameterError, UnsupportedError, close_matches
 
-__all__ = ["Gradients", "Model", "GRADIENTS", "LAYERS", "DEEPLIFT"]
+__all__ = ["Gradients", "Model", "GRADIENTS", "LAYERS", "DEEPLIFT", "RANDOMIZE", "redraw"]
 
 #: Capability: ``gradients(x, targets, layer=None)`` (gradients with respect to the input).
 GRADIENTS = "gradients"
 #: Capability: ``layers()``, ``activations()`` and ``gradients(..., layer=name)``.
 LAYERS = "layers"
+#: Capability: ``parameter_layers()`` (layers with weights, input side first) and
+#: ``randomized(layers, seed)`` (a new Model on a copy of the native model whose weights in
+#: ``layers`` are redrawn; the user's model is never touched).
+RANDOMIZE = "randomize"
 #: Capability: ``deeplift_gradients(x, references, targets)`` (DeepLIFT rescale multipliers
 #: ``(n, T, ...)`` for pairs of inputs and references) and ``deeplift_unsupported(x)`` (the
 #: names of operations the rule cannot handle; empty when every one is fine).
@@ -156,3 +160,11 @@ class Model(abc.ABC):
             + close_matches(str(layer), names)
             + " Model.layers() lists every name."
         )
+
+
+def redraw(weights: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
+    """A random replacement for a weight array: Gaussian with the array's own std (so the
+    scale of activations stays comparable), drawn from ``rng`` in the array's canonical
+    order, so twin backends draw the same numbers."""
+    std = float(np.std(weights)) or 0.01
+    return (rng.standard_normal(weights.shape) * std).astype(weights.dtype)
