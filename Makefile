@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo bench docs clean
+.PHONY: install test demo bench bench-faithfulness docs clean
 
 install: $(STAMP)
 
@@ -20,6 +20,9 @@ test: install
 
 demo: install
 	$(BIN)/limelight demo --out out/demo
+
+bench-faithfulness: install
+	$(BIN)/limelight benchmark --out out/benchmark.md
 
 bench: install
 	$(BIN)/python benchmarks/bench_gradcam.py

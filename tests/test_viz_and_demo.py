@@ -60,8 +60,21 @@ def test_demo_command_writes_report(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     report = (tmp_path / "report.html").read_text()
     assert "How to read the colours" in report and "comparison.png" in report
+    assert "Comparative analysis" in report and "randomisation" in report and "<table>" in report
     assert (tmp_path / "comparison.png").stat().st_size > 50000
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["predictions"] == summary["truth"]
     assert max(summary["max_abs_difference_torch_vs_keras"].values()) <= 1e-5
     assert summary["pointing_game"]["Grad-CAM · PyTorch"] >= 0.8
+
+
+def test_benchmark_tables_agree_between_frameworks():
+    from limelight.demo.benchmark import reading, run
+
+    results = run(n_images=6, methods=["gradcam", "shap-deep"])
+    torch_table, keras_table = results["PyTorch"].table(), results["Keras"].table()
+    assert list(torch_table) == ["gradcam", "shap-deep", "random", "centre", "edge"]
+    for row in torch_table:
+        for metric, value in torch_table[row].items():
+            assert keras_table[row][metric] == pytest.approx(value, abs=1e-5), (row, metric)
+    assert "best" in reading(results["PyTorch"])

@@ -107,6 +107,20 @@ def _method(name: str) -> tuple[str, dict[str, Any]]:
     return name, {}
 
 
+def _benchmark(args: argparse.Namespace) -> int:
+    import pathlib
+
+    from .demo.benchmark import report, run
+
+    text = report(run(n_images=args.images))
+    print(text)
+    if args.out:
+        path = pathlib.Path(args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="limelight", description="Explain image classifiers.")
     parser.add_argument("--version", action="version", version=f"limelight {__version__}")
@@ -124,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--size", type=int, default=224, help="input size when the model does not say (default 224)")
     ex.add_argument("--out", default="limelight-out", help="output folder")
     ex.set_defaults(run=_explain)
+    bench = sub.add_parser("benchmark", help="every explainer x every metric on the shapes dataset, both frameworks")
+    bench.add_argument("--images", type=int, default=48, help="images per framework (default 48)")
+    bench.add_argument("--out", default=None, help="also write the Markdown report here")
+    bench.set_defaults(run=_benchmark)
     demo = sub.add_parser("demo", help="explain the embedded demo model in PyTorch and Keras; write report.html")
     demo.add_argument("--out", default="limelight-demo", help="output folder (default: limelight-demo)")
     demo.set_defaults(run=_demo)

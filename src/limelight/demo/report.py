@@ -75,12 +75,46 @@ def run(out: str | os.PathLike[str], n_images: int = 6, seed: int = 7) -> pathli
         "pointing_game": pointing,
         "seconds": timings,
     }
+    from .benchmark import report as benchmark_report
+    from .benchmark import run as run_benchmark
+
+    analysis = benchmark_report(run_benchmark(n_images=16, methods=["gradcam", "gradcam++", "eigencam", "shap-gradient", "shap-deep"]))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out / "report.html").write_text(_html(summary))
+    (out / "comparative_analysis.md").write_text(analysis + "\n")
+    (out / "report.html").write_text(_html(summary, analysis))
     return out / "report.html"
 
 
-def _html(summary: dict[str, Any]) -> str:
+def _markdown_to_html(text: str) -> str:
+    """Just enough Markdown for the analysis: headings, tables, bullets."""
+    out, rows = [], []
+
+    def flush() -> None:
+        if rows:
+            cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows if not set(r) <= set("|-: ")]
+            head, body = cells[0], cells[1:]
+            out.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr>"
+                       + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
+                       + "</table>")
+            rows.clear()
+
+    for line in text.splitlines():
+        if line.startswith("|"):
+            rows.append(line)
+            continue
+        flush()
+        if line.startswith("### "):
+            out.append(f"<h3>{html.escape(line[4:])}</h3>")
+        elif line.startswith("- "):
+            item = html.escape(line[2:])
+            while "**" in item:
+                item = item.replace("**", "<b>", 1).replace("**", "</b>", 1)
+            out.append(f"<li>{item}</li>")
+    flush()
+    return "\n".join(out)
+
+
+def _html(summary: dict[str, Any], analysis: str = "") -> str:
     rows = "".join(
         f"<tr><td>{i}</td><td>{html.escape(t)}</td><td>{html.escape(p)}</td></tr>"
         for i, (t, p) in enumerate(zip(summary["truth"], summary["predictions"], strict=True))
@@ -107,5 +141,9 @@ The white outline is the ground truth: the pixels of the class-defining shape.</
 <table><tr><th>method</th><th>max |torch − keras|</th></tr>{agree}</table>
 <h2>Does the map point at the shape?</h2><p>Pointing game: fraction of images whose map
 peaks inside the ground-truth shape.</p><table><tr><th>map</th><th>pointing game</th></tr>{point}</table>
+<h2>Comparative analysis</h2><p>Five methods × every metric on 16 more images, in both
+frameworks, beside model-free baselines (↑ higher is better, ↓ lower is better;
+<code>limelight benchmark</code> runs every method on more images).</p>
+{_markdown_to_html(analysis)}
 </body></html>
 """
