@@ -101,11 +101,13 @@ def copy_weights(torch_layers, keras_layers) -> None:
 
 
 def quick_params(method: str, background) -> dict:
-    """The cheapest parameters that run ``method`` (for tests that loop over every method)."""
-    if method in ("shap-gradient", "shap"):
-        return {"background": background, "nsamples": 4, "seed": 0}
-    if method == "shap-deep":
-        return {"background": background}
-    if method == "shap-partition":
-        return {"max_evals": 20, "mask": 0.0}
-    return {}
+    """The cheapest parameters that run ``method`` (for tests that loop over every method):
+    the benchmark's settings with fewer samples and evaluations."""
+    from limelight.demo.benchmark import method_params
+
+    params = method_params(method, background)
+    if "nsamples" in params:
+        params["nsamples"] = 4
+    if "max_evals" in params:
+        params["max_evals"] = 20
+    return params
