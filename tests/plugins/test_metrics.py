@@ -127,3 +127,31 @@ def test_randomised_copies_are_twins_and_leave_the_model_alone():
     assert [c for _, c in t_curve] == pytest.approx([c for _, c in k_curve], abs=1e-4)
     assert all(torch.equal(a, b) for a, b in zip(before, tm.parameters(), strict=True))
     assert all(np.array_equal(a, b) for a, b in zip(keras_before, km.get_weights(), strict=True))
+
+
+def test_complexity_is_the_entropy_of_the_map():
+    assert metric("complexity")(UNIFORM)[0] == pytest.approx(np.log(64))
+    assert metric("complexity")(POINTING)[0] == pytest.approx(np.log(4))
+
+
+def test_confidence_drop_and_increase_and_blur_baseline():
+    pytest.importorskip("torch")
+    from limelight import datasets, demo
+    from limelight.plugins.metrics import _box_blur
+
+    constant = np.full((1, 6, 6, 3), 0.4, np.float32)
+    np.testing.assert_allclose(_box_blur(constant, 2), constant, rtol=1e-6)
+    data = datasets.shapes(8, seed=16)
+    model = limelight.wrap(demo.torch_model())
+    targets = model.predict(data.images).argmax(1)
+    keep_all = np.ones(data.masks.shape)
+    keep_all[:, 0, 0] = 0  # min-max -> all ones except one pixel
+    drop = metric("confidence-drop")(keep_all, x=data.images, targets=targets, model=model)
+    assert drop.max() < 0.05  # keeping the whole image keeps the confidence
+    on_shape = np.where(data.masks, 1.0, 0.0)
+    off_shape = 1.0 - on_shape
+    assert (metric("confidence-drop")(on_shape, x=data.images, targets=targets, model=model).mean()
+            < metric("confidence-drop")(off_shape, x=data.images, targets=targets, model=model).mean())
+    assert set(metric("confidence-increase")(on_shape, x=data.images, targets=targets, model=model)) <= {0.0, 1.0}
+    blurred = metric("deletion", baseline="blur")(on_shape, x=data.images, targets=targets, model=model)
+    assert blurred.shape == (8,) and np.isfinite(blurred).all()

@@ -3,8 +3,9 @@
 Localisation (need masks): ``pointing-game`` (optional pixel ``tolerance``, as the original
 paper allowed 15 px), ``energy-pointing-game`` (mask's bounding box), ``relevance-mass``,
 ``relevance-rank``. Faithfulness (need the model): ``deletion`` and ``insertion`` AUC of the
-target's softmax probability as pixels are removed / added most-relevant first. Complexity:
-``sparseness`` (Gini index of the map).
+target's softmax probability as pixels are removed / added most-relevant first (baseline a
+value or ``"blur"``), ``confidence-drop`` and ``confidence-increase`` (the image multiplied by
+its map). Complexity: ``sparseness`` (Gini index) and ``complexity`` (entropy).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ..core.metric import Metric
 
 __all__ = [
     "PointingGame", "EnergyPointingGame", "RelevanceMass", "RelevanceRank",
-    "Deletion", "Insertion", "Sparseness",
+    "Deletion", "Insertion", "ConfidenceDrop", "ConfidenceIncrease", "Sparseness", "Complexity",
 ]
 
 
@@ -93,6 +94,26 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _box_blur(x: np.ndarray, radius: int) -> np.ndarray:
+    """Mean over a (2r+1)² window with edge padding, per image and channel: ``(N, H, W, C)``."""
+    padded = np.pad(x, ((0, 0), (radius, radius), (radius, radius), (0, 0)), mode="edge")
+    summed = padded.cumsum(axis=1).cumsum(axis=2)
+    summed = np.pad(summed, ((0, 0), (1, 0), (1, 0), (0, 0)))
+    k = 2 * radius + 1
+    h, w = x.shape[1:3]
+    total = summed[:, k : k + h, k : k + w] - summed[:, :h, k : k + w] - summed[:, k : k + h, :w] + summed[:, :h, :w]
+    return (total / k**2).astype(x.dtype)
+
+
+def _baseline_image(x: np.ndarray, baseline: Any) -> np.ndarray:
+    """``baseline`` is a value, or ``"blur"`` (a box blur of radius H/8)."""
+    if isinstance(baseline, str):
+        if baseline != "blur":
+            raise ValueError(f"baseline must be a number or 'blur', got {baseline!r}")
+        return _box_blur(x, max(1, x.shape[1] // 8))
+    return np.full_like(x, float(baseline))
+
+
 class _Perturbation(Metric):
     needs_model = True
     defaults = MappingProxyType({"steps": 16, "baseline": 0.0})
@@ -102,7 +123,7 @@ class _Perturbation(Metric):
         steps = int(self.params["steps"])
         n, h, w = maps.shape
         order = np.argsort(-maps.reshape(n, -1), axis=1, kind="stable")
-        base = np.full_like(x, float(self.params["baseline"]))
+        base = _baseline_image(x, self.params["baseline"])
         curves = np.zeros((n, steps + 1))
         for step in range(steps + 1):
             k = int(round(step / steps * h * w))
@@ -130,6 +151,59 @@ class Insertion(_Perturbation):
     insert = True
 
 
+class _Confidence(Metric):
+    """Scores of the image multiplied by its (min-max normalized) map, vs the image's own
+    (Grad-CAM++, Chattopadhyay et al. 2018), on the target's softmax probability."""
+
+    needs_model = True
+
+    def _scores(self, maps: np.ndarray, x: np.ndarray, targets: np.ndarray, model: Any) -> tuple[np.ndarray, np.ndarray]:
+        flat = maps.reshape(len(maps), -1)
+        low, span = flat.min(1, keepdims=True), np.ptp(flat, axis=1, keepdims=True)
+        weights = np.divide(flat - low, span, out=np.zeros_like(flat), where=span > 0).reshape(maps.shape)
+        rows = np.arange(len(x))
+        original = _softmax(model.predict(x))[rows, targets]
+        masked = _softmax(model.predict((x * weights[..., None]).astype(np.float32)))[rows, targets]
+        return original, masked
+
+
+class ConfidenceDrop(_Confidence):
+    """``max(0, p - p_masked) / p`` per image: how much confidence is lost when only what the
+    map highlights is kept ("average drop"; lower is better)."""
+
+    name = "confidence-drop"
+    higher_is_better = False
+
+    def score(self, maps: np.ndarray, x: np.ndarray, targets: np.ndarray, model: Any, **_: Any) -> np.ndarray:
+        original, masked = self._scores(maps, x, targets, model)
+        return np.maximum(0.0, original - masked) / np.maximum(original, 1e-12)
+
+
+class ConfidenceIncrease(_Confidence):
+    """1 where keeping only what the map highlights raises the confidence, else 0
+    ("increase in confidence"; higher is better)."""
+
+    name = "confidence-increase"
+
+    def score(self, maps: np.ndarray, x: np.ndarray, targets: np.ndarray, model: Any, **_: Any) -> np.ndarray:
+        original, masked = self._scores(maps, x, targets, model)
+        return (masked > original).astype(np.float64)
+
+
+class Complexity(Metric):
+    """Entropy of the normalized |map| (Bhatt et al. 2020), in nats; lower = simpler."""
+
+    name = "complexity"
+    higher_is_better = False
+
+    def score(self, maps: np.ndarray, **_: Any) -> np.ndarray:
+        flat = np.abs(maps.reshape(len(maps), -1))
+        total = flat.sum(axis=1, keepdims=True)
+        p = np.divide(flat, total, out=np.zeros_like(flat), where=total > 0)
+        logs = np.log(p, out=np.zeros_like(p), where=p > 0)
+        return -(p * logs).sum(axis=1)
+
+
 class Sparseness(Metric):
     """Gini index of |map| (Chalasani et al. 2020): 1 = all relevance on one pixel, 0 = flat."""
 
@@ -144,7 +218,10 @@ class Sparseness(Metric):
         return np.where(total > 0, gini, 0.0)
 
 
-BUILTIN_METRICS = (PointingGame, EnergyPointingGame, RelevanceMass, RelevanceRank, Deletion, Insertion, Sparseness)
+BUILTIN_METRICS = (
+    PointingGame, EnergyPointingGame, RelevanceMass, RelevanceRank, Deletion, Insertion,
+    ConfidenceDrop, ConfidenceIncrease, Sparseness, Complexity,
+)
 
 
 @hookimpl(trylast=True)
