@@ -10,6 +10,7 @@ import numpy as np
 
 from .core.errors import FrameworkNotInstalledError
 from .core.explanation import Explanation
+from .core.ops import displayable
 
 __all__ = ["overlay", "plot", "comparison_grid", "shap_colormap"]
 
@@ -33,12 +34,9 @@ def shap_colormap() -> Any:
 
 
 def _displayable(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image, np.float32)
-    if image.ndim == 3 and image.shape[-1] == 1:
-        image = image[..., 0]
-    if image.min() < 0 or image.max() > 1:
-        image = (image - image.min()) / max(float(image.max() - image.min()), 1e-12)
-    return image
+    """One image for ``imshow``: pixel values in [0, 1], a single channel squeezed."""
+    image = displayable(image)
+    return image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:

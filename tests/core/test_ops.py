@@ -45,3 +45,17 @@ def test_minmax_zero_and_constant_maps_stay_zero():
 def test_minmax_is_scale_free():
     base = np.random.RandomState(3).rand(1, 5, 5)
     np.testing.assert_allclose(minmax_normalize(base * 1e-11), minmax_normalize(base), atol=1e-6)
+
+
+def test_displayable_pixel_values():
+    from limelight.core.ops import displayable
+
+    unit = np.random.RandomState(4).rand(2, 3, 3, 3).astype(np.float32)
+    np.testing.assert_array_equal(displayable(unit), unit)
+    np.testing.assert_allclose(displayable(unit * 255), unit, rtol=1e-6)
+    normalized = np.stack([unit[0] * 4 - 2, unit[1] * 10 - 1])  # per image, different scales
+    out = displayable(normalized)
+    assert out.shape == normalized.shape
+    np.testing.assert_allclose(out.reshape(2, -1).min(1), 0, atol=1e-7)
+    np.testing.assert_allclose(out.reshape(2, -1).max(1), 1, atol=1e-6)
+    np.testing.assert_allclose(displayable(normalized[0]), out[0], atol=1e-6)  # one image alone

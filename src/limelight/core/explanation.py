@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .errors import FrameworkNotInstalledError, InputError
+from .ops import displayable
 
 __all__ = ["Explanation"]
 
@@ -83,9 +84,8 @@ class Explanation:
         """This explanation as a ``shap.Explanation``, ready for shap's plots.
 
         ``values`` become ``(N, H, W, C, K)`` (CAM maps get a channel axis of 1; a single
-        target per sample gives K = 1), ``base_values`` ``(N, K)``, ``data`` the inputs
-        rescaled per image to [0, 1] for display when they are not in [0, 1] or [0, 255]
-        already, and ``output_names`` ``(N, K)``: ``output_names[class]`` when a sequence
+        target per sample gives K = 1), ``base_values`` ``(N, K)``, ``data`` the inputs as
+        pixel values in [0, 1] (:func:`limelight.core.ops.displayable`), and ``output_names`` ``(N, K)``: ``output_names[class]`` when a sequence
         of class names is given, else ``"class {index}"``.
         """
         try:
@@ -104,7 +104,7 @@ class Explanation:
         return shap.Explanation(
             values=np.asarray(values),
             base_values=np.asarray(base),
-            data=None if self.inputs is None else _displayable(self.inputs),
+            data=None if self.inputs is None else displayable(self.inputs),
             output_names=names,
         )
 
@@ -132,18 +132,6 @@ class Explanation:
             meta = json.loads(str(data["__meta__"]))
             arrays = {name: data[name] for name in _ARRAYS if name in data.files}
         return cls(method=meta["method"], framework=meta["framework"], params=meta["params"], **arrays)
-
-
-def _displayable(images: np.ndarray) -> np.ndarray:
-    """Inputs as pixel values shap's plots can show: [0, 1] or [0, 255] as given, else
-    each image min-max rescaled to [0, 1] (e.g. ImageNet-normalized inputs)."""
-    images = np.asarray(images, np.float32)
-    if images.min() >= 0 and (images.max() <= 1 or images.max() <= 255):
-        return images
-    flat = images.reshape(len(images), -1)
-    low = flat.min(axis=1)[:, None]
-    span = np.maximum(flat.max(axis=1)[:, None] - low, 1e-12)
-    return ((flat - low) / span).reshape(images.shape)
 
 
 def _jsonable(value: Any) -> bool:

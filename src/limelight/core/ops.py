@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["bilinear_matrix", "resize_bilinear", "minmax_normalize", "NORMALIZE_RTOL"]
+__all__ = ["bilinear_matrix", "resize_bilinear", "minmax_normalize", "displayable", "NORMALIZE_RTOL"]
 
 #: A map whose range (max - min) is at most this fraction of its largest magnitude is
 #: constant up to float32 rounding: it normalizes to all zeros (never NaN). Relative, so
@@ -53,3 +53,19 @@ def minmax_normalize(maps: np.ndarray) -> np.ndarray:
     peak = np.abs(flat).max(axis=1, keepdims=True)
     out = np.divide(flat - low, span, out=np.zeros_like(flat), where=span > NORMALIZE_RTOL * peak)
     return out.reshape(maps.shape).astype(np.float32)
+
+
+def displayable(images: np.ndarray) -> np.ndarray:
+    """Pixel values to show: ``(H, W, C)`` or a batch ``(N, H, W, C)`` as float32 in [0, 1].
+
+    Values already in [0, 1] stay; [0, 255] are divided by 255; anything else (e.g.
+    ImageNet-normalized inputs) is min-max rescaled per image.
+    """
+    images = np.asarray(images, np.float32)
+    batch = images if images.ndim == 4 else images[None]
+    if batch.min() >= 0 and batch.max() <= 1:
+        return images
+    if batch.min() >= 0 and batch.max() <= 255:
+        return images / 255.0
+    out = minmax_normalize(batch)
+    return out if images.ndim == 4 else out[0]

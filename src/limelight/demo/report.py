@@ -18,12 +18,6 @@ METHODS = {"gradcam": {}, "shap-gradient": {"nsamples": 64, "seed": 0}}
 LABELS = {"gradcam": "Grad-CAM", "shap-gradient": "SHAP"}
 
 
-def _pointing(values: np.ndarray, masks: np.ndarray) -> float:
-    maps = values if values.ndim == 3 else np.abs(values).sum(-1)
-    peaks = maps.reshape(len(maps), -1).argmax(1)
-    return float(masks.reshape(len(maps), -1)[np.arange(len(maps)), peaks].mean())
-
-
 def run(out: str | os.PathLike[str], n_images: int = 6, seed: int = 7) -> pathlib.Path:
     """Run the demo; returns the path of ``report.html`` in ``out``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -57,7 +51,14 @@ def run(out: str | os.PathLike[str], n_images: int = 6, seed: int = 7) -> pathli
                              - explanations[f"{LABELS[method]} · Keras"].values).max())
         for method in METHODS
     }
-    pointing = {label: _pointing(exp.values, data.masks) for label, exp in explanations.items()}
+    from ..core.metric import relevance_map
+    from ..plugins.metrics import PointingGame
+
+    pointing_game = PointingGame()
+    pointing = {
+        label: float(pointing_game(relevance_map(exp), masks=data.masks).mean())
+        for label, exp in explanations.items()
+    }
     from ..viz import comparison_grid
 
     figure = comparison_grid(explanations, class_names=datasets.CLASSES, masks=data.masks)
