@@ -71,10 +71,10 @@ def test_demo_command_writes_report(tmp_path):
 def test_benchmark_tables_agree_between_frameworks():
     from limelight.demo.benchmark import reading, run
 
-    results = run(n_images=6, methods=["gradcam", "shap-deep"])
+    results = run(n_images=6, methods=["gradcam", "shap-deep"], seeds=1)
     torch_table, keras_table = results["PyTorch"].table(), results["Keras"].table()
     assert list(torch_table) == ["gradcam", "shap-deep", "random", "centre", "edge"]
     for row in torch_table:
         for metric, value in torch_table[row].items():
-            assert keras_table[row][metric] == pytest.approx(value, abs=1e-5), (row, metric)
+            assert keras_table[row][metric] == pytest.approx(value, abs=1e-5, nan_ok=True), (row, metric)
     assert "best" in reading(results["PyTorch"])

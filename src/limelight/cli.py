@@ -112,7 +112,7 @@ def _benchmark(args: argparse.Namespace) -> int:
 
     from .demo.benchmark import report, run
 
-    text = report(run(n_images=args.images))
+    text = report(run(n_images=args.images, seeds=args.seeds))
     print(text)
     if args.out:
         path = pathlib.Path(args.out)
@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", default="limelight-out", help="output folder")
     ex.set_defaults(run=_explain)
     bench = sub.add_parser("benchmark", help="every explainer x every metric on the shapes dataset, both frameworks")
-    bench.add_argument("--images", type=int, default=48, help="images per framework (default 48)")
+    bench.add_argument("--images", type=int, default=48, help="images per draw and framework (default 48)")
+    bench.add_argument("--seeds", type=int, default=3, help="dataset draws pooled, each with its own redraw seed (default 3)")
     bench.add_argument("--out", default=None, help="also write the Markdown report here")
     bench.set_defaults(run=_benchmark)
     demo = sub.add_parser("demo", help="explain the embedded demo model in PyTorch and Keras; write report.html")

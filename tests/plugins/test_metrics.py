@@ -108,7 +108,7 @@ def test_randomisation_check_flags_the_edge_map_and_grad_cam_passes():
     ev = limelight.evaluate(demo.torch_model(), x, ["gradcam"], ["pointing-game"], masks=data.masks, sanity=True)
     table = ev.table()
     assert table["edge"]["randomisation"] == pytest.approx(1.0)  # model-free: flagged
-    assert table["gradcam"]["randomisation"] < 0.5  # depends on the weights
+    assert table["gradcam"]["randomisation"] <= 0.3  # depends on the weights (issue's target, 3 redraws)
     assert table["gradcam"]["random-logit"] < 0.5  # depends on the class
 
 
@@ -155,3 +155,60 @@ def test_confidence_drop_and_increase_and_blur_baseline():
     assert set(metric("confidence-increase")(on_shape, x=data.images, targets=targets, model=model)) <= {0.0, 1.0}
     blurred = metric("deletion", baseline="blur")(on_shape, x=data.images, targets=targets, model=model)
     assert blurred.shape == (8,) and np.isfinite(blurred).all()
+
+
+def test_road_most_relevant_first_beats_least_relevant_first_on_the_mask():
+    pytest.importorskip("torch")
+    from limelight import datasets, demo
+
+    data = datasets.shapes(12, seed=17)
+    model = limelight.wrap(demo.torch_model())
+    targets = model.predict(data.images).argmax(1)
+    oracle = np.where(data.masks, 1.0, 0.0) + 0.01 * np.random.RandomState(0).rand(*data.masks.shape)
+    fractions = {"fractions": (0.1, 0.3, 0.5)}
+    morf = metric("road-morf", **fractions)(oracle, x=data.images, targets=targets, model=model)
+    lerf = metric("road-lerf", **fractions)(oracle, x=data.images, targets=targets, model=model)
+    assert morf.mean() < 0.5 < lerf.mean()  # removing the shape first kills the class; the background does not
+    again = metric("road-morf", **fractions)(oracle, x=data.images, targets=targets, model=model)
+    np.testing.assert_array_equal(morf, again)  # seeded noise
+    assert metric("road-morf").higher_is_better is False and metric("road-lerf").higher_is_better
+
+
+def test_completeness_by_hand_and_not_applicable_to_maps():
+    exp = limelight.Explanation(
+        method="toy", values=np.full((2, 2, 2, 1), 0.25), targets=np.array([1, 0]),
+        outputs=np.array([[0.0, 3.0], [2.0, 0.0]]), base_values=np.array([2.0, 1.5]),
+    )  # Σφ = 1 for both; f - base = 1 and 0.5
+    np.testing.assert_allclose(metric("completeness")(relevance_map(exp), explanation=exp), [0.0, 1.0])
+    assert np.isnan(metric("completeness")(UNIFORM)).all()  # a bare map has no base value
+
+
+def test_evaluate_reports_completeness_for_additive_methods_only():
+    torch = pytest.importorskip("torch")
+    from limelight import datasets, demo
+
+    data = datasets.shapes(6, seed=18)
+    x = torch.from_numpy(data.images.transpose(0, 3, 1, 2).copy())
+    background = torch.from_numpy(datasets.shapes(4, seed=19).images.transpose(0, 3, 1, 2).copy())
+    ev = limelight.evaluate(demo.torch_model(), x, ["gradcam", "shap-deep"], ["completeness", "sparseness"],
+                            method_params={"shap-deep": {"background": background}})
+    table = ev.table()
+    assert table["shap-deep"]["completeness"] < 1e-4  # DeepSHAP sums to f(x) - E f(bg)
+    assert np.isnan(table["gradcam"]["completeness"]) and np.isnan(table["random"]["completeness"])
+    assert "| gradcam | — |" in ev.to_markdown()
+    both = limelight.core.evaluate.Evaluation.concatenate([ev, ev])
+    assert both.scores["gradcam"]["sparseness"].shape == (12,)
+    assert both.table()["gradcam"]["sparseness"] == pytest.approx(table["gradcam"]["sparseness"])
+
+
+def test_reinitialisation_draws_from_the_fan_in_bound():
+    from limelight.core.model import reinitialize
+
+    kernel, bias = np.ones((3, 3, 4, 8), np.float32), np.ones(8, np.float32)
+    new_kernel, new_bias = reinitialize([kernel, bias], np.random.RandomState(0))
+    bound = 1 / np.sqrt(3 * 3 * 4)
+    assert np.abs(new_kernel).max() <= bound and np.abs(new_bias).max() <= bound
+    assert new_kernel.std() == pytest.approx(bound / np.sqrt(3), rel=0.1)  # uniform(-b, b)
+    gamma = np.arange(6, dtype=np.float32)
+    (shuffled,) = reinitialize([gamma], np.random.RandomState(0))  # normalisation: permuted
+    assert sorted(shuffled) == sorted(gamma) and not np.array_equal(shuffled, gamma)

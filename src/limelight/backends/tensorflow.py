@@ -37,7 +37,7 @@ from ..core.errors import (
 from ..core.hookspecs import hookimpl
 from ..core.layers import pick_default_layer
 from ..core.lazy import LazyModule
-from ..core.model import DEEPLIFT, GRADIENTS, LAYERS, RANDOMIZE, Gradients, Model, redraw
+from ..core.model import DEEPLIFT, GRADIENTS, LAYERS, RANDOMIZE, Gradients, Model, reinitialize
 from ..core.targets import normalize_targets, resolve_targets
 
 tf: Any = LazyModule("tensorflow", extra="tensorflow")
@@ -160,15 +160,16 @@ class KerasModel(Model):
 
     def randomized(self, layers: list[str], seed: int = 0) -> KerasModel:
         """A clone (``keras.models.clone_model`` + copied weights) with the trainable weights
-        of ``layers`` redrawn (see ``redraw``)."""
+        of ``layers`` re-initialised (see ``reinitialize``)."""
         clone = keras.models.clone_model(self.native)
         clone.set_weights(self.native.get_weights())
         named = KerasModel(clone)._named_layers()
         rng = np.random.RandomState(seed)
         for name in layers:
             layer = named[self.resolve_layer(name)]
-            layer.set_weights([redraw(w, rng) if i < len(layer.trainable_weights) else w
-                               for i, w in enumerate(layer.get_weights())])
+            weights = layer.get_weights()
+            trainable = len(layer.trainable_weights)  # listed first by get_weights
+            layer.set_weights(reinitialize(weights[:trainable], rng) + weights[trainable:])
         return KerasModel(clone)
 
     # -- inputs -----------------------------------------------------------------------------

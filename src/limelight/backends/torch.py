@@ -28,7 +28,7 @@ from ..core.errors import InputError, LayerError, NotDifferentiableError, Unsupp
 from ..core.hookspecs import hookimpl
 from ..core.layers import pick_default_layer
 from ..core.lazy import LazyModule
-from ..core.model import DEEPLIFT, GRADIENTS, LAYERS, RANDOMIZE, Gradients, Model, redraw
+from ..core.model import DEEPLIFT, GRADIENTS, LAYERS, RANDOMIZE, Gradients, Model, reinitialize
 from ..core.targets import normalize_targets, resolve_targets
 
 if TYPE_CHECKING:
@@ -91,6 +91,13 @@ def limelight_load_model(spec: str, weights: str | None) -> Any:
     return None
 
 
+def _to_keras_order(arr: np.ndarray, back: bool = False) -> np.ndarray:
+    """Conv kernels (out, in, h, w) <-> (h, w, in, out), dense (out, in) <-> (in, out)."""
+    if arr.ndim == 4:
+        return arr.transpose(3, 2, 0, 1) if back else arr.transpose(2, 3, 1, 0)
+    return arr.T if arr.ndim == 2 else arr
+
+
 class TorchModel(Model):
     """A ``torch.nn.Module`` taking NCHW (or ``(N, D)``) tensors and returning ``(N, K)``."""
 
@@ -103,21 +110,19 @@ class TorchModel(Model):
         return [n for n, m in self.native.named_modules() if n and any(True for _ in m.parameters(recurse=False))]
 
     def randomized(self, layers: list[str], seed: int = 0) -> TorchModel:
-        """A deep copy with the weights of ``layers`` redrawn (see ``redraw``); conv kernels
-        are drawn in Keras's (h, w, in, out) order so a Keras twin draws the same numbers."""
+        """A deep copy with the weights of ``layers`` re-initialised (see ``reinitialize``);
+        conv kernels are handed over in Keras's (h, w, in, out) order so a Keras twin draws
+        the same numbers."""
         import copy
 
         clone = copy.deepcopy(self.native)
         rng = np.random.RandomState(seed)
         with torch.no_grad():
             for name in layers:
-                module = clone.get_submodule(self.resolve_layer(name))
-                for param in module.parameters(recurse=False):
-                    arr = param.detach().cpu().numpy()
-                    canonical = arr.transpose(2, 3, 1, 0) if arr.ndim == 4 else (arr.T if arr.ndim == 2 else arr)
-                    new = redraw(canonical, rng)
-                    back = new.transpose(3, 2, 0, 1) if arr.ndim == 4 else (new.T if arr.ndim == 2 else new)
-                    param.copy_(torch.from_numpy(np.ascontiguousarray(back)))
+                params = list(clone.get_submodule(self.resolve_layer(name)).parameters(recurse=False))
+                arrays = [_to_keras_order(p.detach().cpu().numpy()) for p in params]
+                for param, new in zip(params, reinitialize(arrays, rng), strict=True):
+                    param.copy_(torch.from_numpy(np.ascontiguousarray(_to_keras_order(new, back=True))))
         return TorchModel(clone)
     native: torch_types.nn.Module
 

@@ -26,8 +26,17 @@ class Evaluation:
     scores: dict[str, dict[str, np.ndarray]]
     higher_is_better: dict[str, bool] = field(default_factory=dict)
 
+    @classmethod
+    def concatenate(cls, evaluations: Sequence[Evaluation]) -> Evaluation:
+        """One evaluation of all samples of several (e.g. runs on different seeds)."""
+        first = evaluations[0]
+        scores = {row: {m: np.concatenate([e.scores[row][m] for e in evaluations]) for m in cols}
+                  for row, cols in first.scores.items()}
+        return cls(scores, dict(first.higher_is_better))
+
     def table(self) -> dict[str, dict[str, float]]:
-        """Mean score per row and metric."""
+        """Mean score per row and metric; NaN where a metric does not apply to a row (e.g.
+        completeness of a CAM)."""
         return {row: {m: float(np.mean(v)) for m, v in cols.items()} for row, cols in self.scores.items()}
 
     def to_markdown(self) -> str:
@@ -37,7 +46,8 @@ class Evaluation:
         head = [f"{m} {'↑' if self.higher_is_better.get(m, True) else '↓'}" for m in metrics]
         lines = ["| method | " + " | ".join(head) + " |", "|---|" + "---:|" * len(metrics)]
         for row, cols in table.items():
-            lines.append(f"| {row} | " + " | ".join(f"{cols[m]:.3f}" for m in metrics) + " |")
+            cells = ("—" if np.isnan(cols[m]) else f"{cols[m]:.3f}" for m in metrics)
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
 
@@ -68,13 +78,15 @@ def evaluate(
     metric_params: Mapping[str, Mapping[str, Any]] | None = None,
     seed: int = 0,
     sanity: bool = False,
+    repeats: int = 3,
 ) -> Evaluation:
     """Score explanations (given, or method names computed here) with registered metrics.
 
     The random, centre and edge baselines are always scored beside them. ``masks``
     ``(N, H, W)`` are needed by localisation metrics. ``sanity=True`` adds the randomisation
-    checks (method names only): ``randomisation`` (Spearman correlation with the map after
-    randomising every layer, output side first) and ``random-logit``; lower is better, and
+    checks (method names only): ``randomisation`` (Spearman correlation with the map of the
+    fully re-initialised model) and ``random-logit`` (with the map of another class), each
+    averaged over ``repeats`` draws (seeds ``seed``, ``seed + 1``, ...); lower is better, and
     the model-free baselines score 1 by construction.
     """
     wrapped = wrap(model)
@@ -89,22 +101,24 @@ def evaluate(
     table = registry.metrics()
     chosen = {name: table[name](**(metric_params or {}).get(name, {})) for name in metrics}
     scores = {
-        row: {name: metric(m, x=x, targets=resolved, masks=masks, model=wrapped) for name, metric in chosen.items()}
+        row: {
+            name: metric(m, x=x, targets=resolved, masks=masks, model=wrapped, explanation=explanations.get(row))
+            for name, metric in chosen.items()
+        }
         for row, m in maps.items()
     }
     better = {name: metric.higher_is_better for name, metric in chosen.items()}
     if sanity:
-        from .sanity import cascading_randomization, random_logit, spearman
+        from .sanity import full_randomization, random_logit, spearman
 
         params = method_params or {}
-        n = len(x)
+        seeds = range(seed, seed + repeats)
         for row in scores:
             if row in BASELINES:  # the same map whatever the weights or the class
                 unchanged = spearman(maps[row], maps[row])
                 scores[row]["randomisation"], scores[row]["random-logit"] = unchanged, unchanged
                 continue
-            curve = cascading_randomization(model, inputs, row, seed, params.get(row))
-            scores[row]["randomisation"] = np.full(n, curve[-1][1])
-            scores[row]["random-logit"] = np.full(n, random_logit(model, inputs, row, seed, params.get(row)))
+            scores[row]["randomisation"] = full_randomization(model, inputs, row, seeds, params.get(row))
+            scores[row]["random-logit"] = random_logit(model, inputs, row, seeds, params.get(row))
         better.update({"randomisation": False, "random-logit": False})
     return Evaluation(scores, better)

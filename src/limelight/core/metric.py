@@ -62,15 +62,18 @@ class Metric(abc.ABC):
         targets: np.ndarray | None = None,
         masks: np.ndarray | None = None,
         model: Model | None = None,
+        explanation: Explanation | None = None,
     ) -> np.ndarray:
-        """Scores ``(N,)`` of maps ``(N, H, W)`` (canonical ``x``, ``(N,)`` targets)."""
+        """Scores ``(N,)`` of maps ``(N, H, W)`` (canonical ``x``, ``(N,)`` targets); the
+        ``explanation`` the maps came from, if any, for metrics that need more than a map."""
         if self.needs_mask and masks is None:
             raise InputError(f"metric {self.name!r} needs ground-truth masks (N, H, W).")
         if self.needs_model and (model is None or x is None or targets is None):
             raise InputError(f"metric {self.name!r} needs the model, the inputs and the targets.")
         if masks is not None and masks.shape != maps.shape:
             raise InputError(f"masks have shape {masks.shape}, maps {maps.shape}: they must match.")
-        return np.asarray(self.score(maps, x=x, targets=targets, masks=masks, model=model), np.float64)
+        scores = self.score(maps, x=x, targets=targets, masks=masks, model=model, explanation=explanation)
+        return np.asarray(scores, np.float64)
 
     @abc.abstractmethod
     def score(self, maps: np.ndarray, **context: Any) -> np.ndarray:

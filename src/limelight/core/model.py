@@ -18,7 +18,7 @@ import numpy as np
 from .arrays import check_canonical, to_numpy_float32
 from .errors import LayerError, ParameterError, UnsupportedError, close_matches
 
-__all__ = ["Gradients", "Model", "GRADIENTS", "LAYERS", "DEEPLIFT", "RANDOMIZE", "redraw"]
+__all__ = ["Gradients", "Model", "GRADIENTS", "LAYERS", "DEEPLIFT", "RANDOMIZE", "reinitialize"]
 
 #: Capability: ``gradients(x, targets, layer=None)`` (gradients with respect to the input).
 GRADIENTS = "gradients"
@@ -162,9 +162,18 @@ class Model(abc.ABC):
         )
 
 
-def redraw(weights: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
-    """A random replacement for a weight array: Gaussian with the array's own std (so the
-    scale of activations stays comparable), drawn from ``rng`` in the array's canonical
-    order, so twin backends draw the same numbers."""
-    std = float(np.std(weights)) or 0.01
-    return (rng.standard_normal(weights.shape) * std).astype(weights.dtype)
+def reinitialize(arrays: list[np.ndarray], rng: np.random.RandomState) -> list[np.ndarray]:
+    """Fresh random values for one layer's trainable arrays, given in canonical order
+    (kernels ``(h, w, in, out)``, dense ``(in, out)``) and drawn from ``rng`` in that order,
+    so twin backends draw the same numbers.
+
+    A layer with a kernel is re-initialised as a new network would be (Adebayo et al. 2018):
+    every array, bias included, uniform in ``±1/sqrt(fan_in)`` (PyTorch's default for
+    convolutions and linear layers). A layer with only per-channel arrays (normalisation) has
+    each array permuted across channels, which keeps its scale and scrambles its meaning.
+    """
+    kernels = [a for a in arrays if a.ndim >= 2]
+    if not kernels:
+        return [rng.permutation(a.ravel()).reshape(a.shape).astype(a.dtype) for a in arrays]
+    bound = 1.0 / np.sqrt(max(1, int(np.prod(kernels[0].shape[:-1]))))
+    return [rng.uniform(-bound, bound, a.shape).astype(a.dtype) for a in arrays]

@@ -24,8 +24,10 @@ def method_params(method: str, background: Any) -> dict[str, Any]:
 
 
 def run(n_images: int = 48, seed: int = 21, frameworks: Sequence[str] = ("PyTorch", "Keras"),
-        methods: Sequence[str] | None = None) -> dict[str, Evaluation]:
-    """Evaluate the demo model on ``n_images`` shapes images in each framework."""
+        methods: Sequence[str] | None = None, seeds: int = 3) -> dict[str, Evaluation]:
+    """Evaluate the demo model on ``seeds`` draws of ``n_images`` shapes images (dataset seeds
+    ``seed``, ``seed + 1``, ...; the k-th draw's sanity checks use redraw seed k) in each
+    framework; the draws are pooled."""
     import torch  # torch before TensorFlow (README, known issues)
 
     import limelight
@@ -33,20 +35,21 @@ def run(n_images: int = 48, seed: int = 21, frameworks: Sequence[str] = ("PyTorc
 
     from . import keras_model, torch_model
 
-    data = datasets.shapes(n_images, seed=seed)
-    background = datasets.shapes(16, seed=seed + 1).images
     methods = list(methods or limelight.explainers())
+    models = {"PyTorch": torch_model, "Keras": keras_model}
+    feeds = {"PyTorch": lambda a: torch.from_numpy(a.transpose(0, 3, 1, 2).copy()), "Keras": lambda a: a}
     results = {}
     for framework in frameworks:
-        if framework == "PyTorch":
-            model, feed = torch_model(), (lambda a: torch.from_numpy(a.transpose(0, 3, 1, 2).copy()))
-        else:
-            model, feed = keras_model(), (lambda a: a)
-        params = {m: method_params(m, feed(background)) for m in methods}
-        results[framework] = limelight.evaluate(
-            model, feed(data.images), methods, list(registry.metrics()), masks=data.masks,
-            method_params=params, sanity=True,
-        )
+        model, feed = models[framework](), feeds[framework]
+        runs = []
+        for k in range(seeds):
+            data = datasets.shapes(n_images, seed=seed + k)
+            background = feed(datasets.shapes(16, seed=seed + 100 + k).images)
+            runs.append(limelight.evaluate(
+                model, feed(data.images), methods, list(registry.metrics()), masks=data.masks,
+                method_params={m: method_params(m, background) for m in methods}, sanity=True, seed=k, repeats=1,
+            ))
+        results[framework] = Evaluation.concatenate(runs)
     return results
 
 
@@ -56,8 +59,15 @@ def reading(evaluation: Evaluation) -> str:
     methods = [m for m in table if m not in BASELINES]
     lines = []
     for metric, higher in evaluation.higher_is_better.items():
-        scores = {m: table[m][metric] for m in methods}
+        scores = {m: table[m][metric] for m in methods if not np.isnan(table[m][metric])}
+        if not scores:
+            continue
         best = max(scores, key=scores.get) if higher else min(scores, key=scores.get)
+        if metric == "completeness":
+            worst = max(scores, key=scores.get)
+            lines.append(f"- **completeness** (additive methods only): Σφ misses f(x) − base by {scores[best]:.1%} "
+                         f"for {best}, {scores[worst]:.1%} for {worst} (sampling error shrinks like 1/√nsamples).")
+            continue
         lines.append(f"- **{metric}**: best {best} ({scores[best]:.2f}); random baseline {table['random'][metric]:.2f}.")
     failing = [m for m in methods if table[m].get("randomisation", 0) > 0.5]
     agnostic = [m for m in methods if table[m].get("random-logit", 0) > 0.9]
@@ -67,11 +77,15 @@ def reading(evaluation: Evaluation) -> str:
                      "not the model.")
     if agnostic:
         lines.append(f"- {', '.join(agnostic)} barely change when another class is explained: class-agnostic maps.")
-    same = [m for m in methods if m != "gradcam" and "gradcam" in table
-            and np.allclose(list(table[m].values()), list(table["gradcam"].values()), atol=1e-6)]
+    def same_numbers(a: str, b: str) -> bool:
+        return np.allclose(list(table[a].values()), list(table[b].values()), atol=1e-6, equal_nan=True)
+
+    same = [m for m in methods if m != "gradcam" and "gradcam" in table and same_numbers(m, "gradcam")]
     if same:
         lines.append(f"- {', '.join(same)} equal Grad-CAM here: with a global-average-pooling + linear head "
                      "their maps coincide.")
+    if "shap" in table and "shap-deep" in table and same_numbers("shap", "shap-deep"):
+        lines.append("- `shap` chose DeepSHAP (every operation of this model has a rule), hence its row.")
     return "\n".join(lines)
 
 

@@ -79,7 +79,7 @@ def run(out: str | os.PathLike[str], n_images: int = 6, seed: int = 7) -> pathli
     from .benchmark import report as benchmark_report
     from .benchmark import run as run_benchmark
 
-    analysis = benchmark_report(run_benchmark(n_images=16, methods=["gradcam", "gradcam++", "eigencam", "shap-gradient", "shap-deep"]))
+    analysis = benchmark_report(run_benchmark(n_images=16, seeds=1, methods=["gradcam", "gradcam++", "eigencam", "shap-gradient", "shap-deep"]))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "comparative_analysis.md").write_text(analysis + "\n")
     (out / "report.html").write_text(_html(summary, analysis))

@@ -4,8 +4,11 @@ Localisation (need masks): ``pointing-game`` (optional pixel ``tolerance``, as t
 paper allowed 15 px), ``energy-pointing-game`` (mask's bounding box), ``relevance-mass``,
 ``relevance-rank``. Faithfulness (need the model): ``deletion`` and ``insertion`` AUC of the
 target's softmax probability as pixels are removed / added most-relevant first (baseline a
-value or ``"blur"``), ``confidence-drop`` and ``confidence-increase`` (the image multiplied by
-its map). Complexity: ``sparseness`` (Gini index) and ``complexity`` (entropy).
+value or ``"blur"``), ``road-morf`` and ``road-lerf`` (ROAD: pixels removed most / least
+relevant first and filled by noisy linear imputation), ``confidence-drop`` and
+``confidence-increase`` (the image multiplied by its map). Additive methods: ``completeness``
+(Σφ against f(x) − base value). Complexity: ``sparseness`` (Gini index) and ``complexity``
+(entropy).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from ..core.metric import Metric
 
 __all__ = [
     "PointingGame", "EnergyPointingGame", "RelevanceMass", "RelevanceRank",
-    "Deletion", "Insertion", "ConfidenceDrop", "ConfidenceIncrease", "Sparseness", "Complexity",
+    "Deletion", "Insertion", "RoadMorf", "RoadLerf", "ConfidenceDrop", "Completeness", "ConfidenceIncrease", "Sparseness", "Complexity",
 ]
 
 
@@ -151,6 +154,115 @@ class Insertion(_Perturbation):
     insert = True
 
 
+#: ROAD's neighbour weights (Rong et al. 2022): a removed pixel is the weighted mean of its
+#: 8 neighbours, direct ones counting twice the diagonal ones.
+_NEIGHBOURS = (((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1, -1), 1 / 12),
+               ((0, -1), 1 / 6), ((-1, -1), 1 / 12), ((1, 0), 1 / 6), ((-1, 0), 1 / 6))
+
+
+def noisy_linear_imputation(image: np.ndarray, removed: np.ndarray, noise: float = 0.01,
+                            rng: np.random.RandomState | None = None) -> np.ndarray:
+    """ROAD's imputation of one image ``(H, W, C)``: the ``removed`` pixels ``(H, W)`` are
+    solved for jointly so that each equals the weighted mean of its in-image neighbours
+    (one sparse linear system shared by the channels), plus Gaussian noise of std ``noise``
+    (canonical units). Known pixels are unchanged."""
+    from scipy.sparse import coo_matrix, diags
+    from scipy.sparse.linalg import spsolve
+
+    h, w, c = image.shape
+    flat_removed = np.asarray(removed, bool).ravel()
+    unknown = np.flatnonzero(flat_removed)
+    out = image.reshape(h * w, c).astype(np.float64)
+    if unknown.size == 0:
+        return out.reshape(h, w, c).astype(image.dtype)
+    if unknown.size == h * w:
+        raise ValueError("ROAD cannot impute an image with every pixel removed")
+    variable = np.full(h * w, -1)
+    variable[unknown] = np.arange(unknown.size)
+    row, col = np.divmod(unknown, w)
+    b = np.zeros((unknown.size, c))
+    diagonal = np.zeros(unknown.size)
+    a_rows, a_cols, a_vals = [], [], []
+    for (dy, dx), weight in _NEIGHBOURS:
+        r, q = row + dy, col + dx
+        inside = (r >= 0) & (r < h) & (q >= 0) & (q < w)
+        equations, neighbour = np.flatnonzero(inside), r[inside] * w + q[inside]
+        diagonal[equations] += weight
+        free = flat_removed[neighbour]
+        b[equations[~free]] -= weight * out[neighbour[~free]]
+        a_rows.append(equations[free])
+        a_cols.append(variable[neighbour[free]])
+        a_vals.append(np.full(free.sum(), weight))
+    n = unknown.size
+    a = coo_matrix((np.concatenate(a_vals), (np.concatenate(a_rows), np.concatenate(a_cols))), shape=(n, n))
+    solved = spsolve((a - diags(diagonal)).tocsc(), b).reshape(n, c)
+    rng = rng if rng is not None else np.random.RandomState(0)
+    out[unknown] = solved + noise * rng.randn(n, c)
+    return out.reshape(h, w, c).astype(image.dtype)
+
+
+class _Road(Metric):
+    """ROAD, RemOve And Debias (Rong et al. 2022): for each fraction of pixels removed in map
+    order, the removed pixels are filled by :func:`noisy_linear_imputation` (which, unlike a
+    constant, does not leak the removal pattern to the model), and the target's softmax
+    probability is recorded. The score is the mean over ``fractions``."""
+
+    needs_model = True
+    defaults = MappingProxyType({"fractions": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+                                 "noise": 0.01, "seed": 0})
+    most_relevant_first: bool
+
+    def score(self, maps: np.ndarray, x: np.ndarray, targets: np.ndarray, model: Any, **_: Any) -> np.ndarray:
+        n, h, w = maps.shape
+        sign = -1.0 if self.most_relevant_first else 1.0
+        order = np.argsort(sign * maps.reshape(n, -1), axis=1, kind="stable")
+        rng = np.random.RandomState(self.params["seed"])
+        fractions = [float(f) for f in self.params["fractions"]]
+        curves = np.zeros((n, len(fractions)))
+        for j, fraction in enumerate(fractions):
+            removed = np.zeros((n, h * w), bool)
+            np.put_along_axis(removed, order[:, : int(round(fraction * h * w))], True, axis=1)
+            images = np.stack([noisy_linear_imputation(img, r.reshape(h, w), self.params["noise"], rng)
+                               for img, r in zip(x, removed, strict=True)])
+            curves[:, j] = _softmax(model.predict(images.astype(np.float32)))[np.arange(n), targets]
+        return curves.mean(axis=1)
+
+
+class RoadMorf(_Road):
+    """ROAD with the most relevant pixels removed first (lower is better)."""
+
+    name = "road-morf"
+    higher_is_better = False
+    most_relevant_first = True
+
+
+class RoadLerf(_Road):
+    """ROAD with the least relevant pixels removed first (higher is better)."""
+
+    name = "road-lerf"
+    most_relevant_first = False
+
+
+class Completeness(Metric):
+    """Relative completeness error of an additive explanation,
+    ``|Σφ − (f(x) − base)| / |f(x) − base|`` with ``f`` the explained output and ``base`` the
+    explanation's ``base_values`` (lower is better). NaN for maps that are not additive
+    (CAMs, the baselines): the property does not apply to them."""
+
+    name = "completeness"
+    higher_is_better = False
+
+    def score(self, maps: np.ndarray, explanation: Any = None, **_: Any) -> np.ndarray:
+        if explanation is None or explanation.base_values is None:
+            return np.full(len(maps), np.nan)
+        values, base, targets = explanation.values, explanation.base_values, explanation.targets
+        if targets.ndim == 2:  # several targets per sample: the first, as relevance_map does
+            values, base, targets = values[..., 0], base[:, 0], targets[:, 0]
+        total = values.reshape(len(values), -1).sum(axis=1, dtype=np.float64)
+        gap = explanation.outputs[np.arange(len(targets)), targets].astype(np.float64) - base
+        return np.abs(total - gap) / np.maximum(np.abs(gap), 1e-12)
+
+
 class _Confidence(Metric):
     """Scores of the image multiplied by its (min-max normalized) map, vs the image's own
     (Grad-CAM++, Chattopadhyay et al. 2018), on the target's softmax probability."""
@@ -220,7 +332,7 @@ class Sparseness(Metric):
 
 BUILTIN_METRICS = (
     PointingGame, EnergyPointingGame, RelevanceMass, RelevanceRank, Deletion, Insertion,
-    ConfidenceDrop, ConfidenceIncrease, Sparseness, Complexity,
+    RoadMorf, RoadLerf, ConfidenceDrop, ConfidenceIncrease, Completeness, Sparseness, Complexity,
 )
 
 
