@@ -55,12 +55,13 @@ def test_comparison_grid_has_a_row_per_image_and_a_column_per_explanation(explai
 
 
 def test_demo_command_writes_report(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "limelight.cli", "demo", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "limelight.cli", "demo", "--out", str(tmp_path),
+                           "--benchmark-images", "4"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     report = (tmp_path / "report.html").read_text()
     assert "How to read the colours" in report and "comparison.png" in report
     assert "Comparative analysis" in report and "randomisation" in report and "<table>" in report
+    assert "4 more images × 1 draw" in report and "road-morf" in report and "shap-partition" in report
     assert (tmp_path / "comparison.png").stat().st_size > 50000
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["predictions"] == summary["truth"]
@@ -77,4 +78,5 @@ def test_benchmark_tables_agree_between_frameworks():
     for row in torch_table:
         for metric, value in torch_table[row].items():
             assert keras_table[row][metric] == pytest.approx(value, abs=1e-5, nan_ok=True), (row, metric)
-    assert "best" in reading(results["PyTorch"])
+    text = reading(results["PyTorch"])
+    assert "best" in text and "- **gradcam**: strengths" in text and "- **shap-deep**: strengths" in text

@@ -30,7 +30,7 @@ def _methods(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo.report import run
 
-    report = run(args.out)
+    report = run(args.out, benchmark_images=args.benchmark_images, benchmark_seeds=args.benchmark_seeds)
     print(f"wrote {report} (open it in a browser)")
     return 0
 
@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(run=_benchmark)
     demo = sub.add_parser("demo", help="explain the embedded demo model in PyTorch and Keras; write report.html")
     demo.add_argument("--out", default="limelight-demo", help="output folder (default: limelight-demo)")
+    demo.add_argument("--benchmark-images", type=int, default=16, help="images per draw in the comparative analysis (default 16)")
+    demo.add_argument("--benchmark-seeds", type=int, default=1, help="dataset draws in the comparative analysis (default 1)")
     demo.set_defaults(run=_demo)
     return parser
 

@@ -77,6 +77,9 @@ def reading(evaluation: Evaluation) -> str:
                      "not the model.")
     if agnostic:
         lines.append(f"- {', '.join(agnostic)} barely change when another class is explained: class-agnostic maps.")
+    lines += ["", "Per method (rank among the methods, 1 = best; duplicates of an earlier row left out):", ""]
+    lines += _per_method(table, evaluation.higher_is_better, methods)
+
     def same_numbers(a: str, b: str) -> bool:
         return np.allclose(list(table[a].values()), list(table[b].values()), atol=1e-6, equal_nan=True)
 
@@ -87,6 +90,33 @@ def reading(evaluation: Evaluation) -> str:
     if "shap" in table and "shap-deep" in table and same_numbers("shap", "shap-deep"):
         lines.append("- `shap` chose DeepSHAP (every operation of this model has a rule), hence its row.")
     return "\n".join(lines)
+
+
+def _per_method(table: dict[str, dict[str, float]], higher: dict[str, bool], methods: list[str]) -> list[str]:
+    """One line per distinct method: the metrics it ranks best and worst on among the methods,
+    and where it does no better than the random map."""
+    metrics = [m for m in higher if m != "completeness"]
+    distinct: list[str] = []
+    for m in sorted(methods, key=lambda m: m == "shap"):  # "shap" is an alias of what it picked
+        if not any(np.allclose([table[m][k] for k in metrics], [table[d][k] for k in metrics]) for d in distinct):
+            distinct.append(m)
+    ranks = {}
+    for metric in metrics:
+        ordered = sorted(distinct, key=lambda m: table[m][metric], reverse=higher[metric])
+        for m in distinct:
+            ranks[m, metric] = ordered.index(m) + 1
+    lines = []
+    for m in distinct:
+        by_rank = sorted(metrics, key=lambda k: ranks[m, k])
+        strong = [f"{k} ({table[m][k]:.2f}, #{ranks[m, k]})" for k in by_rank[:3] if ranks[m, k] <= max(2, len(distinct) // 3)]
+        weak = [f"{k} ({table[m][k]:.2f}, #{ranks[m, k]})" for k in by_rank[::-1][:3] if ranks[m, k] > len(distinct) // 2]
+        no_better = [k for k in metrics if k not in ("randomisation", "random-logit")
+                     and (table[m][k] <= table["random"][k] if higher[k] else table[m][k] >= table["random"][k])]
+        text = f"- **{m}**: strengths {', '.join(strong) or 'none stand out'}; limitations {', '.join(weak) or 'none stand out'}"
+        if no_better:
+            text += f"; no better than the random map on {', '.join(no_better)}"
+        lines.append(text + ".")
+    return lines
 
 
 def report(results: dict[str, Evaluation]) -> str:

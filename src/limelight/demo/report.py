@@ -18,7 +18,8 @@ METHODS = {"gradcam": {}, "shap-gradient": {"nsamples": 64, "seed": 0}}
 LABELS = {"gradcam": "Grad-CAM", "shap-gradient": "SHAP"}
 
 
-def run(out: str | os.PathLike[str], n_images: int = 6, seed: int = 7) -> pathlib.Path:
+def run(out: str | os.PathLike[str], n_images: int = 6, seed: int = 7,
+        benchmark_images: int = 16, benchmark_seeds: int = 1) -> pathlib.Path:
     """Run the demo; returns the path of ``report.html`` in ``out``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import torch  # torch before TensorFlow (see the README's known issues)
@@ -79,10 +80,11 @@ def run(out: str | os.PathLike[str], n_images: int = 6, seed: int = 7) -> pathli
     from .benchmark import report as benchmark_report
     from .benchmark import run as run_benchmark
 
-    analysis = benchmark_report(run_benchmark(n_images=16, seeds=1, methods=["gradcam", "gradcam++", "eigencam", "shap-gradient", "shap-deep"]))
+    analysis = benchmark_report(run_benchmark(n_images=benchmark_images, seeds=benchmark_seeds))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "comparative_analysis.md").write_text(analysis + "\n")
-    (out / "report.html").write_text(_html(summary, analysis))
+    setting = f"{benchmark_images} more images × {benchmark_seeds} draw{'s' * (benchmark_seeds > 1)}"
+    (out / "report.html").write_text(_html(summary, analysis, setting))
     return out / "report.html"
 
 
@@ -115,7 +117,7 @@ def _markdown_to_html(text: str) -> str:
     return "\n".join(out)
 
 
-def _html(summary: dict[str, Any], analysis: str = "") -> str:
+def _html(summary: dict[str, Any], analysis: str = "", setting: str = "") -> str:
     rows = "".join(
         f"<tr><td>{i}</td><td>{html.escape(t)}</td><td>{html.escape(p)}</td></tr>"
         for i, (t, p) in enumerate(zip(summary["truth"], summary["predictions"], strict=True))
@@ -142,9 +144,10 @@ The white outline is the ground truth: the pixels of the class-defining shape.</
 <table><tr><th>method</th><th>max |torch − keras|</th></tr>{agree}</table>
 <h2>Does the map point at the shape?</h2><p>Pointing game: fraction of images whose map
 peaks inside the ground-truth shape.</p><table><tr><th>map</th><th>pointing game</th></tr>{point}</table>
-<h2>Comparative analysis</h2><p>Five methods × every metric on 16 more images, in both
-frameworks, beside model-free baselines (↑ higher is better, ↓ lower is better;
-<code>limelight benchmark</code> runs every method on more images).</p>
+<h2>Comparative analysis</h2><p>Every registered method × every registered metric on {setting},
+in both frameworks, beside model-free baselines (↑ higher is better, ↓ lower is better;
+<code>limelight benchmark</code> runs 3 × 48 images, <code>limelight demo --benchmark-images 48
+--benchmark-seeds 3</code> puts that run here).</p>
 {_markdown_to_html(analysis)}
 </body></html>
 """
