@@ -47,9 +47,21 @@ def completeness_error(exp):
 
 # -- parity with shap --------------------------------------------------------------------
 
-def test_shap_gradient_equals_shap_gradient_explainer(data):
+def strided_stem_cnn():
+    """A ResNet-like stem (7×7, stride 2, padding 3) reads the input: its input gradient takes
+    the sub-pixel path on CPU."""
+    torch.manual_seed(1)
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 7, stride=2, padding=3), nn.ReLU(),
+        nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Flatten(), nn.Linear(8 * 4 * 4, K),
+    ).eval()
+
+
+@pytest.mark.parametrize("build", [lambda: torch_cnn(nn.MaxPool2d(2)), strided_stem_cnn], ids=["cnn", "strided-stem"])
+def test_shap_gradient_equals_shap_gradient_explainer(data, build):
     x, bg = data
-    model = torch_cnn(nn.MaxPool2d(2))
+    model = build()
     targets = [[0, 1, 2, 3, 4]] * 2
     exp = limelight.explain(model, torch.from_numpy(x), "shap-gradient", background=torch.from_numpy(bg),
                             nsamples=40, batch_size=16, seed=7, targets=targets)

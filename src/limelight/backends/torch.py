@@ -331,13 +331,23 @@ class TorchModel(Model):
             outs.append(out)
             acts.append(act)
             grads.append(grad)
-        return Gradients(np.concatenate(outs), np.concatenate(acts), np.concatenate(grads))
+        return Gradients(*(parts[0] if len(parts) == 1 else np.concatenate(parts) for parts in (outs, acts, grads)))
 
     def multi_gradients(
         self, x: np.ndarray, targets: np.ndarray, layer: str | None = None
     ) -> Gradients:
         """One forward pass per batch, one backward pass per target column."""
         return self.gradients(x, targets, layer)
+
+    @staticmethod
+    def _input_conv_mode(leaf: torch_types.Tensor) -> Any:
+        """On CPU, the faster input gradient of a strided first convolution
+        (:mod:`.torch_subpixel`); elsewhere nothing."""
+        if leaf.device.type != "cpu":
+            return contextlib.nullcontext()
+        from .torch_subpixel import InputConvMode
+
+        return InputConvMode(leaf)
 
     def _gradients_batch(
         self, x: np.ndarray, targets: np.ndarray | None, named: tuple[str, Any] | None
@@ -347,7 +357,8 @@ class TorchModel(Model):
             if named is None:
                 with torch.enable_grad():
                     activation = self._to_native(x).requires_grad_(True)
-                    out = self._check_outputs(self.native(activation))
+                    with self._input_conv_mode(activation):
+                        out = self._check_outputs(self.native(activation))
             else:
                 with torch.no_grad(), self._capture(named[1], named[0], grad=True) as store:
                     out = self._check_outputs(self.native(self._to_native(x)))
