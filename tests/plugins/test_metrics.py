@@ -97,6 +97,8 @@ def test_clear_errors():
         metric("pointing-game", radius=3)
     with pytest.raises(InputError, match="must match"):
         metric("relevance-mass")(UNIFORM, masks=np.zeros((1, 4, 4), bool))
+    with pytest.raises(ParameterError, match=r"fractions must be in \[0, 1\)"):
+        metric("road-morf", fractions=(0.5, 1.0))(UNIFORM, x=np.zeros((1, 8, 8, 3)), targets=np.zeros(1, int), model=object())
 
 
 def test_randomisation_check_flags_the_edge_map_and_grad_cam_passes():

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.errors import ParameterError
 from ..core.hookspecs import hookimpl
 from ..core.metric import Metric
 
@@ -218,6 +219,9 @@ class _Road(Metric):
         order = np.argsort(sign * maps.reshape(n, -1), axis=1, kind="stable")
         rng = np.random.RandomState(self.params["seed"])
         fractions = [float(f) for f in self.params["fractions"]]
+        if not fractions or not all(0 <= f < 1 for f in fractions):
+            raise ParameterError(f"{self.name}: fractions must be in [0, 1) (the share of pixels removed), "
+                                 f"got {self.params['fractions']!r}.")
         curves = np.zeros((n, len(fractions)))
         for j, fraction in enumerate(fractions):
             removed = np.zeros((n, h * w), bool)
