@@ -2,7 +2,8 @@
 (with its inverse, for display).
 
 Loaded images are ``(H, W, 3)`` float32 RGB in [0, 1]. Presets turn a batch ``(N, H, W, 3)``
-into what a model is fed, using each framework's own preprocessing code:
+into what a model is fed, using each framework's own preprocessing code (built by the
+backends, so this module holds no framework code):
 
 * ``"torchvision"``: torchvision's ImageNet classification transform (resize 256, centre crop
   224, normalize with its mean/std); output NCHW.
@@ -131,22 +132,11 @@ class Preset:
 def preset(name: str) -> Preset:
     """The preset called ``name`` (one of :data:`PRESETS`)."""
     if name == "torchvision":
-        try:
-            import torch
-            from torchvision.transforms._presets import ImageClassification
-        except ImportError as exc:
-            raise FrameworkNotInstalledError("torchvision", extra="torch") from exc
-        transform = ImageClassification(crop_size=224, resize_size=256)
+        from .backends.torch import imagenet_transform
 
-        def forward(images: np.ndarray) -> np.ndarray:
-            tensor = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-            return transform(tensor).numpy()
-
-        return Preset("torchvision", "NCHW", forward)
+        return Preset("torchvision", "NCHW", imagenet_transform())
     if name in ("caffe", "tf", "torch"):
-        try:
-            from keras.applications import imagenet_utils
-        except ImportError as exc:
-            raise FrameworkNotInstalledError("keras", extra="tensorflow") from exc
-        return Preset(name, "NHWC", lambda images: imagenet_utils.preprocess_input(images * 255.0, mode=name))
+        from .backends.tensorflow import keras_preprocess
+
+        return Preset(name, "NHWC", keras_preprocess(name))
     raise InputError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")

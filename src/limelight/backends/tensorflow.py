@@ -27,12 +27,13 @@ import numpy as np
 from ..core.cache import model_cache
 from ..core.arrays import check_canonical, to_numpy_float32
 from ..core.errors import (
+    FrameworkNotInstalledError,
     InputError,
     LayerError,
     NotDifferentiableError,
-    UnsupportedError,
     UnsupportedModelError,
     close_matches,
+    no_deeplift_rule,
 )
 from ..core.hookspecs import hookimpl
 from ..core.layers import pick_default_layer
@@ -46,7 +47,6 @@ keras: Any = LazyModule("keras", extra="tensorflow")
 __all__ = ["KerasModel", "limelight_wrap_model"]
 
 SEPARATOR = "/"
-
 
 
 @hookimpl(trylast=True)
@@ -95,6 +95,16 @@ def limelight_load_model(spec: str, weights: str | None) -> Any:
             raise UnknownModelError(f"no such model file: {spec}")
         return LoadedModel(keras_module.saving.load_model(spec, safe_mode=True), "tensorflow")
     return None
+
+
+def keras_preprocess(mode: str) -> Callable[[np.ndarray], np.ndarray]:
+    """``keras.applications.imagenet_utils.preprocess_input`` with ``mode`` ("caffe", "tf",
+    "torch") from ``(N, H, W, 3)`` RGB in [0, 1] (it takes 0-255 pixels); NHWC out."""
+    try:
+        from keras.applications import imagenet_utils
+    except ImportError as exc:
+        raise FrameworkNotInstalledError("keras", extra="tensorflow") from exc
+    return lambda images: imagenet_utils.preprocess_input(images * 255.0, mode=mode)
 
 
 def _imagenet_names() -> list[str] | None:
@@ -332,10 +342,7 @@ class KerasModel(Model):
                     outputs = _check_outputs(outputs)
                     predicted = tf.argmax(outputs, axis=1, output_type=tf.int64)[:, None]
                     chosen = tf.where(targets < 0, predicted, targets)
-                    scores = [
-                        tf.reduce_sum(tf.gather(outputs, chosen[:, t], axis=1, batch_dims=1))
-                        for t in range(columns)
-                    ]
+                    scores = _target_scores(outputs, chosen, columns)
                 grads = [tape.gradient(score, captured[0]) for score in scores]
                 if any(grad is None for grad in grads):
                     where = "the input" if path is None else f"layer {path!r}"
@@ -409,7 +416,7 @@ class KerasModel(Model):
         graph = self._forward_fn(x).get_concrete_function().graph
         unsupported = unsupported_ops(graph, graph.inputs[0])
         if unsupported:
-            raise _deeplift_error(unsupported)
+            raise no_deeplift_rule(unsupported)
         targets = resolve_targets(targets, np.zeros((len(x), self._num_outputs(x)), np.float32))
         fn = self._deeplift_fn(x, targets.shape[1])
         parts = [
@@ -432,10 +439,7 @@ class KerasModel(Model):
                     with tf.GradientTape(watch_accessed_variables=False, persistent=columns > 1) as tape:
                         tape.watch(both)
                         outputs = _check_outputs(ref()(both, training=False))[:n]
-                        scores = [
-                            tf.reduce_sum(tf.gather(outputs, targets[:, t], axis=1, batch_dims=1))
-                            for t in range(columns)
-                        ]
+                        scores = _target_scores(outputs, targets, columns)
                     grads = [tape.gradient(score, both)[:n] for score in scores]
                 return tf.stack(grads, axis=1)
 
@@ -453,12 +457,10 @@ class KerasModel(Model):
         return int(shape[1])
 
 
-def _deeplift_error(unsupported: dict[str, int]) -> UnsupportedError:
-    listed = ", ".join(f"{name} ({count}x)" for name, count in sorted(unsupported.items()))
-    return UnsupportedError(
-        f"DeepLIFT has no rule for these operations of the model: {listed}. Use "
-        "method='shap-gradient' or 'shap-partition' (or 'shap', which picks for you)."
-    )
+def _target_scores(outputs: Any, targets: Any, columns: int) -> list[Any]:
+    """``[Σ_i outputs[i, targets[i, t]] for t < columns]``: one scalar to differentiate per
+    target column."""
+    return [tf.reduce_sum(tf.gather(outputs, targets[:, t], axis=1, batch_dims=1)) for t in range(columns)]
 
 
 def _check_captured(path: str, captured: list[Any]) -> None:

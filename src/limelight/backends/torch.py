@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core.cache import model_cache
 from ..core.arrays import check_canonical, to_numpy_float32
-from ..core.errors import InputError, LayerError, NotDifferentiableError, UnsupportedError
+from ..core.errors import FrameworkNotInstalledError, InputError, LayerError, NotDifferentiableError, no_deeplift_rule
 from ..core.hookspecs import hookimpl
 from ..core.layers import pick_default_layer
 from ..core.lazy import LazyModule
@@ -69,11 +69,7 @@ def limelight_load_model(spec: str, weights: str | None) -> Any:
             ) from None
         chosen = None if (weights or "").lower() == "none" else enum.DEFAULT
         model = torchvision.models.get_model(name, weights=chosen).eval()
-        transform = enum.DEFAULT.transforms()  # the weights' own preprocessing
-
-        def preprocess(images: np.ndarray) -> Any:
-            return transform(torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))))
-
+        preprocess = _on_nhwc(enum.DEFAULT.transforms())  # the weights' own preprocessing
         return LoadedModel(model, "torch", list(enum.DEFAULT.meta["categories"]), preprocess, None)
     if spec.endswith((".pt", ".pth")):
         import os
@@ -91,6 +87,33 @@ def limelight_load_model(spec: str, weights: str | None) -> Any:
     return None
 
 
+def _on_nhwc(transform: Callable[[Any], Any]) -> Callable[[np.ndarray], Any]:
+    """A torchvision transform of NCHW tensors as a function of ``(N, H, W, 3)`` arrays."""
+    return lambda images: transform(torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))))
+
+
+def imagenet_transform(resize: int = 256, crop: int = 224) -> Callable[[np.ndarray], Any]:
+    """torchvision's ImageNet classification transform (resize, centre crop, normalize with
+    its mean/std) from ``(N, H, W, 3)`` RGB in [0, 1] to an NCHW tensor."""
+    try:
+        from torchvision.transforms._presets import ImageClassification
+    except ImportError as exc:
+        raise FrameworkNotInstalledError("torchvision", extra="torch") from exc
+    return _on_nhwc(ImageClassification(crop_size=crop, resize_size=resize))
+
+
+def _column_gradients(out: Any, wrt: Any, columns: np.ndarray) -> Iterator[Any]:
+    """Gradients of ``Σ_i out[i, columns[i, t]]`` with respect to ``wrt``, one backward pass
+    per column ``t`` of ``columns (n, T)`` through one shared graph (rows of ``out`` past
+    ``n`` are not scored); None where ``wrt`` is not on the path."""
+    rows = torch.arange(len(columns), device=out.device)
+    for t in range(columns.shape[1]):
+        score = out[rows, torch.as_tensor(columns[:, t], device=out.device)].sum()
+        last = t == columns.shape[1] - 1
+        (grad,) = torch.autograd.grad(score, wrt, allow_unused=True, retain_graph=not last)
+        yield grad
+
+
 def _to_keras_order(arr: np.ndarray, back: bool = False) -> np.ndarray:
     """Conv kernels (out, in, h, w) <-> (h, w, in, out), dense (out, in) <-> (in, out)."""
     if arr.ndim == 4:
@@ -104,26 +127,6 @@ class TorchModel(Model):
     framework = "torch"
     capabilities = frozenset({GRADIENTS, LAYERS, DEEPLIFT, RANDOMIZE})
 
-    # -- randomised copies (capability "randomize") ------------------------------------------
-    def parameter_layers(self) -> list[str]:
-        """Modules that own weights directly, in registration order (input side first)."""
-        return [n for n, m in self.native.named_modules() if n and any(True for _ in m.parameters(recurse=False))]
-
-    def randomized(self, layers: list[str], seed: int = 0) -> TorchModel:
-        """A deep copy with the weights of ``layers`` re-initialised (see ``reinitialize``);
-        conv kernels are handed over in Keras's (h, w, in, out) order so a Keras twin draws
-        the same numbers."""
-        import copy
-
-        clone = copy.deepcopy(self.native)
-        rng = np.random.RandomState(seed)
-        with torch.no_grad():
-            for name in layers:
-                params = list(clone.get_submodule(self.resolve_layer(name)).parameters(recurse=False))
-                arrays = [_to_keras_order(p.detach().cpu().numpy()) for p in params]
-                for param, new in zip(params, reinitialize(arrays, rng), strict=True):
-                    param.copy_(torch.from_numpy(np.ascontiguousarray(_to_keras_order(new, back=True))))
-        return TorchModel(clone)
     native: torch_types.nn.Module
 
     # -- layout ------------------------------------------------------------------------------
@@ -366,17 +369,13 @@ class TorchModel(Model):
         outputs = out.detach().to("cpu", torch.float32).numpy()
         resolved = resolve_targets(targets, outputs)
         columns = resolved[:, None] if resolved.ndim == 1 else resolved
-        rows = torch.arange(len(columns), device=out.device)
+        if not out.requires_grad:
+            raise NotDifferentiableError(
+                f"the model's output does not depend differentiably on {where}: does "
+                "forward() detach tensors, run under torch.no_grad(), or go through NumPy?"
+            )
         grads = []
-        for t in range(columns.shape[1]):  # one forward, one backward per target column
-            score = out[rows, torch.as_tensor(columns[:, t], device=out.device)].sum()
-            if not score.requires_grad:
-                raise NotDifferentiableError(
-                    f"the model's output does not depend differentiably on {where}: does "
-                    "forward() detach tensors, run under torch.no_grad(), or go through NumPy?"
-                )
-            last = t == columns.shape[1] - 1
-            (grad,) = torch.autograd.grad(score, activation, allow_unused=True, retain_graph=not last)
+        for grad in _column_gradients(out, activation, columns):
             if grad is None:
                 raise NotDifferentiableError(
                     f"the model's output does not depend on {where}; pick a layer on the path "
@@ -386,6 +385,26 @@ class TorchModel(Model):
         grad = grads[0] if resolved.ndim == 1 else np.stack(grads, axis=1)
         return outputs, self._to_canonical(activation), grad
 
+    # -- randomised copies (capability "randomize") ------------------------------------------
+    def parameter_layers(self) -> list[str]:
+        """Modules that own weights directly, in registration order (input side first)."""
+        return [n for n, m in self.native.named_modules() if n and any(True for _ in m.parameters(recurse=False))]
+
+    def randomized(self, layers: list[str], seed: int = 0) -> TorchModel:
+        """A deep copy with the weights of ``layers`` re-initialised (see ``reinitialize``);
+        conv kernels are handed over in Keras's (h, w, in, out) order so a Keras twin draws
+        the same numbers."""
+        import copy
+
+        clone = copy.deepcopy(self.native)
+        rng = np.random.RandomState(seed)
+        with torch.no_grad():
+            for name in layers:
+                params = list(clone.get_submodule(self.resolve_layer(name)).parameters(recurse=False))
+                arrays = [_to_keras_order(p.detach().cpu().numpy()) for p in params]
+                for param, new in zip(params, reinitialize(arrays, rng), strict=True):
+                    param.copy_(torch.from_numpy(np.ascontiguousarray(_to_keras_order(new, back=True))))
+        return TorchModel(clone)
     # -- DeepLIFT (capability "deeplift") ----------------------------------------------------
     def _deeplift_forward(self, x: np.ndarray, references: np.ndarray) -> tuple[Any, Any, dict[str, int]]:
         from .torch_deeplift import DeepLiftMode
@@ -414,18 +433,8 @@ class TorchModel(Model):
         with self._eval_mode():
             leaf, out, unsupported = self._deeplift_forward(x, references)
             if unsupported:
-                listed = ", ".join(f"{name} ({count}x)" for name, count in sorted(unsupported.items()))
-                raise UnsupportedError(
-                    f"DeepLIFT has no rule for these operations of the model: {listed}. Use "
-                    "method='shap-gradient' or 'shap-partition' (or 'shap', which picks for you)."
-                )
+                raise no_deeplift_rule(unsupported)
             n = len(x)
             resolved = resolve_targets(targets, out[:n].detach().to("cpu", torch.float32).numpy())
-            rows = torch.arange(n, device=out.device)
-            grads = []
-            for t in range(resolved.shape[1]):
-                score = out[rows, torch.as_tensor(resolved[:, t], device=out.device)].sum()
-                last = t == resolved.shape[1] - 1
-                (grad,) = torch.autograd.grad(score, leaf, retain_graph=not last)
-                grads.append(self._to_canonical(grad[:n]))
+            grads = [self._to_canonical(grad[:n]) for grad in _column_gradients(out, leaf, resolved)]
         return np.stack(grads, axis=1)

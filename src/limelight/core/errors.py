@@ -22,6 +22,7 @@ __all__ = [
     "PluginWarning",
     "FrameworkNotInstalledError",
     "close_matches",
+    "no_deeplift_rule",
 ]
 
 
@@ -96,3 +97,13 @@ def close_matches(name: str, candidates: Iterable[str], n: int = 5) -> str:
 
 class PluginWarning(UserWarning):
     """A plugin failed to load and was skipped (set LIMELIGHT_STRICT_PLUGINS=1 to raise)."""
+
+
+def no_deeplift_rule(unsupported: dict[str, int]) -> UnsupportedError:
+    """The error for a model with operations DeepLIFT has no rule for (name -> count), the
+    same from every backend."""
+    listed = ", ".join(f"{name} ({count}x)" for name, count in sorted(unsupported.items()))
+    return UnsupportedError(
+        f"DeepLIFT has no rule for these operations of the model: {listed}. Use "
+        "method='shap-gradient' or 'shap-partition' (or 'shap', which picks for you)."
+    )

@@ -54,7 +54,7 @@ def _randomised_maps(
         raise UnsupportedError(f"the {wrapped.framework} backend cannot make randomised copies.")
     params = dict(params or {})
     original = explain(wrapped, inputs, method, **params)
-    if "layer" in original.params and method not in ("shap", "shap-gradient", "shap-deep", "shap-partition"):
+    if "layer" in original.params:  # a CAM: the layer picked on the original model
         params["layer"] = original.params["layer"]
     params["targets"] = original.targets
     maps = [relevance_map(explain(wrapped.randomized(layers, seed=seed), inputs, method, **params))

@@ -84,7 +84,6 @@ class CAMExplainer(Explainer):
             framework=self.model.framework,
         )
 
-
     def _not_spatial(self, layer: str, shape: tuple[int, ...], x: np.ndarray) -> LayerError:
         try:
             hint = f", such as the default {self.model.default_layer(x)!r}"

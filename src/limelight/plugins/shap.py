@@ -32,8 +32,6 @@ from ..core.targets import resolve_targets
 
 __all__ = ["ShapGradient", "ShapDeep", "ShapPartition", "ShapAuto"]
 
-
-
 #: Samples (or background rows) per framework call when ``batch_size`` is not given.
 BATCH_SIZE = 50
 
