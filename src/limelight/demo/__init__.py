@@ -7,12 +7,13 @@ when a model is built.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
 
 import numpy as np
 
-__all__ = ["WEIGHTS_FILE", "INPUT_SIZE", "CONV_CHANNELS", "load_weights", "build_torch", "torch_model", "keras_model"]
+__all__ = ["WEIGHTS_FILE", "INPUT_SIZE", "CONV_CHANNELS", "load_weights", "build_torch", "torch_model", "keras_model", "models"]
 
 WEIGHTS_FILE = "shapes_cnn.npz"
 INPUT_SIZE = 32
@@ -77,3 +78,16 @@ def keras_model(weights: dict[str, np.ndarray] | None = None) -> Any:
         model.get_layer(name).set_weights([state[f"{index}.weight"].transpose(2, 3, 1, 0), state[f"{index}.bias"]])
     model.get_layer("fc").set_weights([state["10.weight"].T, state["10.bias"]])
     return model
+
+
+def models(frameworks: Sequence[str] = ("PyTorch", "Keras")) -> dict[str, tuple[Any, Callable[[np.ndarray], Any]]]:
+    """``{framework: (demo model, feed)}`` where ``feed`` turns ``(N, H, W, 3)`` images into
+    what that model takes. torch is imported first: TensorFlow before torchvision crashes the
+    process (README, known issues)."""
+    import torch
+
+    feeds = {
+        "PyTorch": (torch_model, lambda a: torch.from_numpy(a.transpose(0, 3, 1, 2).copy())),
+        "Keras": (keras_model, lambda a: a),
+    }
+    return {name: (feeds[name][0](), feeds[name][1]) for name in frameworks}

@@ -28,19 +28,14 @@ def run(n_images: int = 48, seed: int = 21, frameworks: Sequence[str] = ("PyTorc
     """Evaluate the demo model on ``seeds`` draws of ``n_images`` shapes images (dataset seeds
     ``seed``, ``seed + 1``, ...; the k-th draw's sanity checks use redraw seed k) in each
     framework; the draws are pooled."""
-    import torch  # torch before TensorFlow (README, known issues)
-
     import limelight
     from limelight.core.registry import registry
 
-    from . import keras_model, torch_model
+    from . import models
 
     methods = list(methods or limelight.explainers())
-    models = {"PyTorch": torch_model, "Keras": keras_model}
-    feeds = {"PyTorch": lambda a: torch.from_numpy(a.transpose(0, 3, 1, 2).copy()), "Keras": lambda a: a}
     results = {}
-    for framework in frameworks:
-        model, feed = models[framework](), feeds[framework]
+    for framework, (model, feed) in models(frameworks).items():
         runs = []
         for k in range(seeds):
             data = datasets.shapes(n_images, seed=seed + k)

@@ -22,28 +22,22 @@ def run(out: str | os.PathLike[str], n_images: int = 6, seed: int = 7,
         benchmark_images: int = 16, benchmark_seeds: int = 1) -> pathlib.Path:
     """Run the demo; returns the path of ``report.html`` in ``out``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import torch  # torch before TensorFlow (see the README's known issues)
-
     import limelight
 
-    from . import keras_model, torch_model
+    from . import models
 
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = datasets.shapes(n_images, seed=seed)
     background = datasets.shapes(16, seed=seed + 1).images
-    models = {"PyTorch": torch_model(), "Keras": keras_model()}
-    as_fed = {
-        "PyTorch": lambda a: torch.from_numpy(a.transpose(0, 3, 1, 2).copy()),
-        "Keras": lambda a: a,
-    }
     explanations: dict[str, Any] = {}
     timings: dict[str, float] = {}
+    frameworks = models()
     for method, params in METHODS.items():
-        for framework, model in models.items():
-            extra = {"background": as_fed[framework](background)} if method.startswith("shap") else {}
+        for framework, (model, feed) in frameworks.items():
+            extra = {"background": feed(background)} if method.startswith("shap") else {}
             start = time.perf_counter()
-            exp = limelight.explain(model, as_fed[framework](data.images), method, **params, **extra)
+            exp = limelight.explain(model, feed(data.images), method, **params, **extra)
             timings[f"{method}/{framework}"] = time.perf_counter() - start
             explanations[f"{LABELS[method]} · {framework}"] = exp
 
