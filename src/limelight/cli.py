@@ -1,4 +1,4 @@
-"""The ``limelight`` command line: ``limelight demo``, ``limelight plugins``, ``limelight methods``."""
+"""The ``limelight`` command line: ``explain``, ``demo``, ``benchmark``, ``plugins``, ``methods``."""
 
 from __future__ import annotations
 

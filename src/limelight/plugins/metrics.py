@@ -92,21 +92,20 @@ class RelevanceRank(Metric):
         return out
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+def _probability(model: Any, images: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """The softmax probability ``(N,)`` of each image's target class."""
+    z = model.predict(np.asarray(images, np.float32)).astype(np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return (p / p.sum(axis=1, keepdims=True))[np.arange(len(targets)), targets]
 
 
 def _box_blur(x: np.ndarray, radius: int) -> np.ndarray:
     """Mean over a (2r+1)² window with edge padding, per image and channel: ``(N, H, W, C)``."""
-    padded = np.pad(x, ((0, 0), (radius, radius), (radius, radius), (0, 0)), mode="edge")
-    summed = padded.cumsum(axis=1).cumsum(axis=2)
-    summed = np.pad(summed, ((0, 0), (1, 0), (1, 0), (0, 0)))
+    from scipy.ndimage import uniform_filter
+
     k = 2 * radius + 1
-    h, w = x.shape[1:3]
-    total = summed[:, k : k + h, k : k + w] - summed[:, :h, k : k + w] - summed[:, k : k + h, :w] + summed[:, :h, :w]
-    return (total / k**2).astype(x.dtype)
+    return uniform_filter(x, size=(1, k, k, 1), mode="nearest").astype(x.dtype)
 
 
 def _baseline_image(x: np.ndarray, baseline: Any) -> np.ndarray:
@@ -135,7 +134,7 @@ class _Perturbation(Metric):
             np.put_along_axis(chosen, order[:, :k], True, axis=1)
             chosen = chosen.reshape(n, h, w, 1)
             images = np.where(chosen, x, base) if self.insert else np.where(chosen, base, x)
-            curves[:, step] = _softmax(model.predict(images.astype(np.float32)))[np.arange(n), targets]
+            curves[:, step] = _probability(model, images, targets)
         return np.trapezoid(curves, dx=1.0 / steps, axis=1)
 
 
@@ -228,7 +227,7 @@ class _Road(Metric):
             np.put_along_axis(removed, order[:, : int(round(fraction * h * w))], True, axis=1)
             images = np.stack([noisy_linear_imputation(img, r.reshape(h, w), self.params["noise"], rng)
                                for img, r in zip(x, removed, strict=True)])
-            curves[:, j] = _softmax(model.predict(images.astype(np.float32)))[np.arange(n), targets]
+            curves[:, j] = _probability(model, images, targets)
         return curves.mean(axis=1)
 
 
@@ -277,9 +276,8 @@ class _Confidence(Metric):
         flat = maps.reshape(len(maps), -1)
         low, span = flat.min(1, keepdims=True), np.ptp(flat, axis=1, keepdims=True)
         weights = np.divide(flat - low, span, out=np.zeros_like(flat), where=span > 0).reshape(maps.shape)
-        rows = np.arange(len(x))
-        original = _softmax(model.predict(x))[rows, targets]
-        masked = _softmax(model.predict((x * weights[..., None]).astype(np.float32)))[rows, targets]
+        original = _probability(model, x, targets)
+        masked = _probability(model, x * weights[..., None], targets)
         return original, masked
 
 
