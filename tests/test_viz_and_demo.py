@@ -62,6 +62,7 @@ def test_demo_command_writes_report(tmp_path):
     assert "How to read the colours" in report and "comparison.png" in report
     assert "Comparative analysis" in report and "randomisation" in report and "<table>" in report
     assert "4 more images × 1 draw" in report and "road-morf" in report and "shap-partition" in report
+    assert "<p>Per method (rank among the methods" in report and "<b>gradcam</b>: strengths" in report
     assert (tmp_path / "comparison.png").stat().st_size > 50000
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["predictions"] == summary["truth"]

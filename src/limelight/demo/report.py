@@ -83,7 +83,7 @@ def run(out: str | os.PathLike[str], n_images: int = 6, seed: int = 7,
 
 
 def _markdown_to_html(text: str) -> str:
-    """Just enough Markdown for the analysis: headings, tables, bullets."""
+    """Just enough Markdown for the analysis: headings, tables, bullets, paragraphs."""
     out, rows = [], []
 
     def flush() -> None:
@@ -107,6 +107,8 @@ def _markdown_to_html(text: str) -> str:
             while "**" in item:
                 item = item.replace("**", "<b>", 1).replace("**", "</b>", 1)
             out.append(f"<li>{item}</li>")
+        elif line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
     flush()
     return "\n".join(out)
 
