@@ -10,6 +10,7 @@ import limelight  # noqa: E402
 from tests.conftest import quick_params  # noqa: E402
 from limelight.backends.torch import TorchModel  # noqa: E402
 from limelight.core.errors import InputError, LayerError, NotDifferentiableError, TargetError  # noqa: E402
+from limelight.core.targets import Predicted, resolve_target  # noqa: E402
 
 
 def snapshot(model):
@@ -51,14 +52,18 @@ def test_layout_conversion_and_layers(twin_cnn):
     tm, _, layer, _, x_nchw, x_nhwc = twin_cnn
     model = limelight.wrap(tm)
     assert isinstance(model, TorchModel) and model.framework == "torch"
-    np.testing.assert_array_equal(model.canonical(x_nchw), x_nhwc)
+    x = model.canonical(x_nchw)
+    assert x.data_ptr() == x_nchw.data_ptr() and x.shape == (4, 16, 16, 3)  # a view, not a copy
+    np.testing.assert_array_equal(x, x_nhwc)
     np.testing.assert_array_equal(model.canonical(x_nchw.numpy()), x_nhwc)  # arrays as fed: NCHW
     assert model.layers() == [str(i) for i in range(9)]
-    acts = model.activations(x_nhwc, layer)
+    acts = model.activations(x, layer)
     with torch.no_grad():
         ref = tm[:6](x_nchw).permute(0, 2, 3, 1).numpy()
     np.testing.assert_allclose(acts, ref, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(model.predict(x_nhwc), tm(x_nchw).detach().numpy(), rtol=1e-6, atol=1e-6)
+    out = model.predict(x)
+    assert isinstance(out, torch.Tensor) and not out.requires_grad
+    np.testing.assert_allclose(out, tm(x_nchw).detach().numpy(), rtol=1e-6, atol=1e-6)
 
 
 def test_input_gradients_match_autograd(twin_cnn):
@@ -67,7 +72,8 @@ def test_input_gradients_match_autograd(twin_cnn):
     out = tm(x)
     targets = np.array([0, 1, 2, 3])
     out[torch.arange(4), torch.as_tensor(targets)].sum().backward()
-    grads = limelight.wrap(tm).gradients(x_nhwc, targets)
+    model = limelight.wrap(tm)
+    grads = model.gradients(model.canonical(x_nchw), resolve_target(targets, 4))
     np.testing.assert_allclose(grads.gradients, x.grad.permute(0, 2, 3, 1).numpy(), rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(grads.activations, x_nhwc)
 
@@ -75,9 +81,8 @@ def test_input_gradients_match_autograd(twin_cnn):
 def test_layer_gradients_batched_equal_unbatched(resnet18):
     model = limelight.wrap(resnet18)
     x = model.canonical(torch.randn(5, 3, 64, 64, generator=torch.Generator().manual_seed(1)))
-    whole = model.gradients(x, None, "layer3")
-    with model.batching(2):
-        parts = model.gradients(x, None, "layer3")
+    whole = model.gradients(x, Predicted(), "layer3")
+    parts = model.gradients(x, Predicted(), "layer3", batch_size=2)
     for a, b in zip(whole.__dict__.values(), parts.__dict__.values(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.abs(a).max())  # conv algorithms vary by batch
     assert whole.activations.shape == (5, 4, 4, 256)  # NHWC
@@ -95,7 +100,7 @@ def test_inplace_relu_after_the_layer(resnet18):
     """layer4.1.bn2's output is modified in place by `out += identity` and ReLU(inplace)."""
     model = limelight.wrap(resnet18)
     x = model.canonical(torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2)))
-    grads = model.gradients(x, np.array([1, 2]), "layer4.1.bn2")
+    grads = model.gradients(x, resolve_target([1, 2], 2), "layer4.1.bn2")
     acts = model.activations(x, "layer4.1.bn2")
     np.testing.assert_allclose(grads.activations, acts, rtol=1e-5, atol=1e-6)
     assert (grads.activations < 0).any()  # captured before the in-place ReLU
@@ -104,7 +109,7 @@ def test_inplace_relu_after_the_layer(resnet18):
     block = resnet18.eval().layer4[1]
     with torch.no_grad():
         h = resnet18.layer4[0](resnet18.layer3(resnet18.layer2(resnet18.layer1(
-            resnet18.maxpool(resnet18.relu(resnet18.bn1(resnet18.conv1(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())))))))))
+            resnet18.maxpool(resnet18.relu(resnet18.bn1(resnet18.conv1(x.permute(0, 3, 1, 2)))))))))
     bn2 = block.bn2(block.conv2(block.relu(block.bn1(block.conv1(h))))).detach().requires_grad_(True)
     out = resnet18.fc(torch.flatten(resnet18.avgpool(torch.relu(bn2 + h)), 1))
     out[torch.arange(2), torch.tensor([1, 2])].sum().backward()

@@ -10,6 +10,7 @@ import torch.nn.functional as F  # noqa: E402
 import limelight  # noqa: E402
 from limelight.backends import torch_subpixel  # noqa: E402
 from limelight.backends.torch_subpixel import InputConvMode, conv2d_input_grad  # noqa: E402
+from limelight.core.targets import resolve_target  # noqa: E402
 
 CASES = [  # kernel, stride, padding, input size, in channels, out channels
     (7, (2, 2), (3, 3), (224, 224), 3, 64),  # ResNet stem
@@ -43,8 +44,9 @@ def test_channels_last_float32_on_resnet18_and_the_model_is_untouched():
     x = torch.randn(2, 3, 64, 64)
     leaf = x.clone().requires_grad_()
     (expected,) = torch.autograd.grad(model(leaf)[:, 3].sum(), leaf)
-    got = limelight.wrap(model).gradients(x.permute(0, 2, 3, 1).numpy(), [3, 3]).gradients
-    torch.testing.assert_close(torch.from_numpy(got).permute(0, 3, 1, 2), expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item())
+    wrapped = limelight.wrap(model)
+    got = wrapped.gradients(wrapped.canonical(x), resolve_target([3, 3], 2)).gradients
+    torch.testing.assert_close(got.permute(0, 3, 1, 2), expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item())
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     assert all(p.grad is None for p in model.parameters())
 

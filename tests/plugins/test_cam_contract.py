@@ -7,7 +7,10 @@ pytest.importorskip("torch")
 
 import limelight  # noqa: E402
 from limelight.core.errors import LayerError  # noqa: E402
+from limelight.core.targets import resolve_target  # noqa: E402
 from limelight.plugins.cam import BUILTIN_CAMS, principal_projection  # noqa: E402
+
+xp = pytest.importorskip("array_api_compat.numpy")
 
 METHODS = [cls.name for cls in BUILTIN_CAMS]
 CLASS_AGNOSTIC = {"eigencam"}
@@ -23,7 +26,7 @@ def test_contract(twin_cnn, method):
     assert np.isfinite(exp.values).all() and exp.values.min() >= 0 and exp.values.max() <= 1
     np.testing.assert_array_equal(exp.targets, exp.outputs.argmax(1))
     np.testing.assert_array_equal(exp.inputs, x_nhwc)
-    assert exp.params == {"layer": layer, "relu": True, "upsample": True, "normalize": True}
+    assert exp.params == {"layer": layer, "relu": True, "upsample": True, "normalize": True, "precision": "default"}
     # deterministic, and batch composition does not matter
     again = limelight.explain(tm, x_nchw[2:], method, batch_size=1)
     np.testing.assert_allclose(again.values, exp.values[2:], atol=1e-5)
@@ -74,7 +77,7 @@ def test_principal_projection_sign_rule():
     blob[1:3, 1:3] = 1.0
     feats = blob[None, :, :, None] * rng.uniform(1, 2, size=(1, 1, 1, 8)) + 0.01 * rng.rand(1, 6, 6, 8)
     for flip in (1.0, -1.0):  # whatever sign the SVD returns, the blob is positive
-        proj = principal_projection((feats * flip).astype(np.float32) if flip > 0 else feats.astype(np.float32))
+        proj = principal_projection(xp, (feats * flip).astype(np.float32) if flip > 0 else feats.astype(np.float32))
         assert proj[0, 1:3, 1:3].min() > proj[0, 4:, 4:].max()
 
 
@@ -96,18 +99,20 @@ def test_cam_methods_take_one_target_per_sample(twin_cnn):
 
 
 @pytest.mark.parametrize("framework", ["torch", "keras"])
-def test_multi_gradients_share_one_forward_and_match_single_columns(twin_cnn, framework):
+def test_multi_column_targets_share_one_forward_and_match_single_columns(twin_cnn, framework):
     tm, km, t_layer, k_layer, x_nchw, x_nhwc = twin_cnn
     model, layer = (limelight.wrap(tm), t_layer) if framework == "torch" else (limelight.wrap(km), k_layer)
+    x = model.canonical(x_nchw if framework == "torch" else x_nhwc)
     targets = np.array([[0, 4], [1, 3], [2, 2], [3, 1]])
     forwards = []
     if framework == "torch":
         handle = tm[0].register_forward_hook(lambda *args: forwards.append(1))
-    multi = model.multi_gradients(x_nhwc, targets, layer)
+    multi = model.gradients(x, resolve_target(targets, 4), layer)
     if framework == "torch":
         handle.remove()
         assert len(forwards) == 1
     assert multi.gradients.shape == (4, 2, 8, 8, 16)
     for t in range(2):
-        single = model.gradients(x_nhwc, targets[:, t], layer)
-        np.testing.assert_allclose(multi.gradients[:, t], single.gradients, rtol=1e-5, atol=1e-9)
+        single = model.gradients(x, resolve_target(targets[:, t], 4), layer)
+        np.testing.assert_allclose(model.to_numpy(multi.gradients)[:, t], model.to_numpy(single.gradients),
+                                   rtol=1e-5, atol=1e-9)

@@ -15,6 +15,7 @@ from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection  # noqa:
 
 import limelight  # noqa: E402
 from limelight.core.ops import minmax_normalize, resize_bilinear  # noqa: E402
+from limelight.core.targets import resolve_target  # noqa: E402
 
 TARGETS = [3, 7, 1]
 
@@ -62,8 +63,10 @@ def test_normalized_maps_equal_pytorch_grad_cam(setup, method, reference, target
 def test_eigen_methods_match_up_to_the_documented_sign(setup, method, reference):
     model, x = setup
     raw = limelight.explain(model, x, method, targets=TARGETS, relu=False, upsample=False, normalize=False).values
-    grads = limelight.wrap(model).gradients(limelight.wrap(model).canonical(x), np.array(TARGETS), "layer4.1")
-    decomposed = grads.activations if method == "eigencam" else grads.activations * grads.gradients
+    wrapped = limelight.wrap(model)
+    grads = wrapped.gradients(wrapped.canonical(x), resolve_target(TARGETS, len(TARGETS)), "layer4.1")
+    acts, gradients = wrapped.to_numpy(grads.activations), wrapped.to_numpy(grads.gradients)
+    decomposed = acts if method == "eigencam" else acts * gradients
     theirs_raw = get_2d_projection(decomposed.transpose(0, 3, 1, 2).copy())
     signs = []
     for ours_i, theirs_i, feats in zip(raw, theirs_raw, decomposed, strict=True):

@@ -7,6 +7,7 @@ pytest.importorskip("torch")
 pytest.importorskip("keras")
 
 import limelight  # noqa: E402
+from limelight.core.targets import Predicted  # noqa: E402
 from limelight.plugins.cam import BUILTIN_CAMS  # noqa: E402
 
 METHODS = [cls.name for cls in BUILTIN_CAMS]
@@ -15,9 +16,11 @@ METHODS = [cls.name for cls in BUILTIN_CAMS]
 def test_twins_agree_on_outputs_and_gradients(twin_cnn):
     tm, km, t_layer, k_layer, x_nchw, x_nhwc = twin_cnn
     t, k = limelight.wrap(tm), limelight.wrap(km)
-    np.testing.assert_allclose(t.predict(x_nhwc), k.predict(x_nhwc), rtol=1e-5, atol=1e-6)
-    gt, gk = t.gradients(x_nhwc, None, t_layer), k.gradients(x_nhwc, None, k_layer)
-    for a, b in ((gt.activations, gk.activations), (gt.gradients, gk.gradients)):
+    xt, xk = t.canonical(x_nchw), k.canonical(x_nhwc)
+    np.testing.assert_allclose(t.to_numpy(t.predict(xt)), k.to_numpy(k.predict(xk)), rtol=1e-5, atol=1e-6)
+    gt, gk = t.gradients(xt, Predicted(), t_layer), k.gradients(xk, Predicted(), k_layer)
+    pairs = [(t.to_numpy(a), k.to_numpy(b)) for a, b in ((gt.activations, gk.activations), (gt.gradients, gk.gradients))]
+    for a, b in pairs:
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * np.abs(a).max())
 
 

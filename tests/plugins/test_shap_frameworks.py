@@ -188,7 +188,8 @@ def test_shap_deep_completeness_keras_activations_pooling_add():
     x, bg = rng.rand(2, 12, 12, 3).astype(np.float32), rng.rand(8, 12, 12, 3).astype(np.float32)
     exp = limelight.explain(model, x, "shap-deep", background=bg, targets=[[0, 1, 2]] * 2)
     assert completeness_error(exp) < 1e-4
-    assert limelight.wrap(model).deeplift_unsupported(x) == []
+    wrapped = limelight.wrap(model)
+    assert wrapped.deeplift_unsupported(wrapped.canonical(x)) == []
 
 
 # -- unsupported operations: an error naming them, never a silent fallback --------------------
@@ -269,7 +270,7 @@ def test_several_targets_share_forward_passes(data):
     model = torch_cnn(nn.MaxPool2d(2))
     calls = []
     handle = model[0].register_forward_hook(lambda *args: calls.append(args[1][0].shape[0]))
-    limelight.explain(model, torch.from_numpy(x), "shap-gradient", background=torch.from_numpy(bg), nsamples=2, seed=0)  # caches f(bg)
+    limelight.explain(model, torch.from_numpy(x), "shap-gradient", background=torch.from_numpy(bg), nsamples=2, seed=0)
     try:
         for targets in ([[0]] * 2, [list(range(K))] * 2):
             calls.clear()
@@ -304,6 +305,17 @@ def test_memory_is_bounded_by_the_batch_not_nsamples_or_background():
     # the background itself is held once (8x larger); the work on it is batched
     background_bytes = big_bg.numel() * 4
     assert deep(big_bg) - background_bytes < 1.3 * deep(small_bg), (deep(small_bg), deep(big_bg))
+    # on the device: the model never sees more than a batch (a DeepLIFT pass: batch pairs)
+    seen = []
+    handle = model[0].register_forward_hook(lambda module, args, out: seen.append(args[0].shape[0]))
+    try:
+        limelight.explain(model, x, "shap-gradient", background=small_bg, nsamples=256, batch_size=8, seed=0)
+        assert max(seen) == 8 and len(seen) > 256 // 8
+        seen.clear()
+        limelight.explain(model, x, "shap-deep", background=big_bg, batch_size=8)
+        assert max(seen) == 16 and seen.count(16) == 8  # 64 pairs, 8 (x, reference) pairs a pass
+    finally:
+        handle.remove()
 
 
 # -- shap interop ----------------------------------------------------------------------------------

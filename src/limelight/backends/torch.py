@@ -1,14 +1,21 @@
 """PyTorch backend: any ``torch.nn.Module`` behind :class:`limelight.Model`.
 
+* Arrays stay on the model's device. Canonical inputs are channels-last *views*
+  (``x.permute(0, 2, 3, 1)``) of the NCHW tensors the model is fed, not copies; activations
+  and gradients are handed out the same way. ``xp`` is ``array_api_compat.torch``.
+* The model runs in its own dtype and in the memory format of the user's inputs (NCHW
+  contiguous unless the user's tensor is ``channels_last``); ``TorchModel(model,
+  memory_format=torch.channels_last)`` opts in to channels-last everywhere.
 * Layer names are ``named_modules()`` names (a module object is accepted too).
-* Inputs are NCHW at the model, NHWC in limelight; converted here, once.
-* The model runs on its own device and dtype, in eval mode; every module's previous
-  ``training`` flag is restored afterwards, also when the call raises.
+* The model runs in eval mode; every module's previous ``training`` flag is restored
+  afterwards, also when the call raises.
 * Layer gradients come from ``torch.autograd.grad`` on the captured activation only: the
   forward runs without autograd up to the layer and records a graph only from there on, so
   no parameter ``.grad`` is written and no ``requires_grad`` flag changes. The activation
   handed downstream is a copy, so in-place ops after the layer (``ReLU(inplace=True)``)
   cannot corrupt it. Hooks are removed in ``finally`` blocks.
+* ``precision="highest"`` turns TF32 and reduced-precision reductions off for the call.
+* Results leave the device only through :meth:`TorchModel.to_numpy` (pinned memory on CUDA).
 
 Importing this module does not import torch; torch is imported on first use.
 """
@@ -17,19 +24,20 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core.arrays import check_batch, to_numpy_float32
 from ..core.cache import model_cache
-from ..core.arrays import check_canonical, to_numpy_float32
-from ..core.errors import FrameworkNotInstalledError, InputError, LayerError, NotDifferentiableError, no_deeplift_rule
+from ..core.errors import InputError, LayerError, NotDifferentiableError, no_deeplift_rule
 from ..core.hookspecs import hookimpl
 from ..core.layers import pick_default_layer
 from ..core.lazy import LazyModule
-from ..core.model import DEEPLIFT, GRADIENTS, LAYERS, RANDOMIZE, Gradients, Model, reinitialize
-from ..core.targets import normalize_targets, resolve_targets
+from ..core.model import Array, Gradients, Model, batches, reinitialize, unknown_layer
+from ..core.targets import Target
 
 if TYPE_CHECKING:
     import torch as torch_types
@@ -48,69 +56,22 @@ def limelight_wrap_model(model: object) -> Model | None:
     return TorchModel(model)
 
 
-@hookimpl(trylast=True)
-def limelight_load_model(spec: str, weights: str | None) -> Any:
-    """``torchvision:NAME`` (``weights="none"``: random) and TorchScript ``.pt`` files.
-
-    Files are never unpickled: TorchScript only (``torch.jit.load``); a plain state dict
-    has no architecture, so it is refused with a hint.
-    """
-    from ..core.loading import LoadedModel, UnknownModelError
-
-    if spec.startswith("torchvision:"):
-        import torchvision
-
-        name = spec.split(":", 1)[1]
-        try:
-            enum = torchvision.models.get_model_weights(name)
-        except (ValueError, KeyError):
-            raise UnknownModelError(
-                f"torchvision has no model {name!r}; e.g. resnet18, resnet50, vgg16, densenet121."
-            ) from None
-        chosen = None if (weights or "").lower() == "none" else enum.DEFAULT
-        model = torchvision.models.get_model(name, weights=chosen).eval()
-        preprocess = _on_nhwc(enum.DEFAULT.transforms())  # the weights' own preprocessing
-        return LoadedModel(model, "torch", list(enum.DEFAULT.meta["categories"]), preprocess, None)
-    if spec.endswith((".pt", ".pth")):
-        import os
-
-        if not os.path.exists(spec):
-            raise UnknownModelError(f"no such model file: {spec}")
-        try:
-            model = torch.jit.load(spec, map_location="cpu").eval()
-        except RuntimeError:
-            raise UnknownModelError(
-                f"{spec} is not a TorchScript file. limelight never unpickles arbitrary objects: "
-                "save with torch.jit.script(model).save(path), or use package.module:factory."
-            ) from None
-        return LoadedModel(model, "torch")
-    return None
+def _nchw(t: Any) -> Any:
+    """Channels-last view ``(N, H, W, C)`` -> the NCHW view (and back with :func:`_nhwc`)."""
+    return t.permute(0, 3, 1, 2) if t.ndim == 4 else t
 
 
-def _on_nhwc(transform: Callable[[Any], Any]) -> Callable[[np.ndarray], Any]:
-    """A torchvision transform of NCHW tensors as a function of ``(N, H, W, 3)`` arrays."""
-    return lambda images: transform(torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))))
+def _nhwc(t: Any) -> Any:
+    return t.permute(0, 2, 3, 1) if t.ndim == 4 else t
 
 
-def imagenet_transform(resize: int = 256, crop: int = 224) -> Callable[[np.ndarray], Any]:
-    """torchvision's ImageNet classification transform (resize, centre crop, normalize with
-    its mean/std) from ``(N, H, W, 3)`` RGB in [0, 1] to an NCHW tensor."""
-    try:
-        from torchvision.transforms._presets import ImageClassification
-    except ImportError as exc:
-        raise FrameworkNotInstalledError("torchvision", extra="torch") from exc
-    return _on_nhwc(ImageClassification(crop_size=crop, resize_size=resize))
-
-
-def _column_gradients(out: Any, wrt: Any, columns: np.ndarray) -> Iterator[Any]:
-    """Gradients of ``Σ_i out[i, columns[i, t]]`` with respect to ``wrt``, one backward pass
-    per column ``t`` of ``columns (n, T)`` through one shared graph (rows of ``out`` past
-    ``n`` are not scored); None where ``wrt`` is not on the path."""
-    rows = torch.arange(len(columns), device=out.device)
-    for t in range(columns.shape[1]):
-        score = out[rows, torch.as_tensor(columns[:, t], device=out.device)].sum()
-        last = t == columns.shape[1] - 1
-        (grad,) = torch.autograd.grad(score, wrt, allow_unused=True, retain_graph=not last)
+def _column_gradients(scores: Any, wrt: Any) -> Iterator[Any]:
+    """Gradients of ``Σ_i scores[i, t]`` with respect to ``wrt``, one backward pass per
+    column ``t`` through one shared graph; None where ``wrt`` is not on the path."""
+    columns = scores.shape[1]
+    for t in range(columns):
+        last = t == columns - 1
+        (grad,) = torch.autograd.grad(scores[:, t].sum(), wrt, allow_unused=True, retain_graph=not last)
         yield grad
 
 
@@ -121,41 +82,118 @@ def _to_keras_order(arr: np.ndarray, back: bool = False) -> np.ndarray:
     return arr.T if arr.ndim == 2 else arr
 
 
+#: The flags ``precision="highest"`` turns off: (module path, attribute).
+_REDUCED_PRECISION = (
+    ("backends.cuda.matmul", "allow_tf32"),
+    ("backends.cudnn", "allow_tf32"),
+    ("backends.cuda.matmul", "allow_fp16_reduced_precision_reduction"),
+    ("backends.cuda.matmul", "allow_bf16_reduced_precision_reduction"),
+)
+
+
 class TorchModel(Model):
-    """A ``torch.nn.Module`` taking NCHW (or ``(N, D)``) tensors and returning ``(N, K)``."""
+    """A ``torch.nn.Module`` taking NCHW (or ``(N, D)``) tensors and returning ``(N, K)``.
+
+    ``memory_format``: None runs the model in the memory format of the inputs as given;
+    ``torch.channels_last`` (or ``torch.contiguous_format``) forces one.
+    """
 
     framework = "torch"
-    capabilities = frozenset({GRADIENTS, LAYERS, DEEPLIFT, RANDOMIZE})
 
     native: torch_types.nn.Module
 
-    # -- layout ------------------------------------------------------------------------------
-    def canonical(self, inputs: Any) -> np.ndarray:
-        """NCHW tensor or array (as the model is fed) -> checked NHWC float32 NumPy."""
+    def __init__(self, native: object, memory_format: Any = None) -> None:
+        super().__init__(native)
+        self.memory_format = memory_format
+
+    @property
+    def xp(self) -> ModuleType:
+        import array_api_compat.torch
+
+        return array_api_compat.torch
+
+    # -- in and out --------------------------------------------------------------------------
+    def canonical(self, inputs: Any) -> torch_types.Tensor:
+        """NCHW tensor or array (as the model is fed) -> a checked NHWC view on the model's
+        device, in the model's floating dtype (converted only when it differs)."""
+        device, dtype = self._device_dtype()
         if isinstance(inputs, torch.Tensor):
-            arr = inputs.detach().to("cpu", torch.float32).numpy()
+            tensor = inputs.detach()
         else:
-            arr = to_numpy_float32(inputs)
-        check_canonical(arr)
+            tensor = torch.from_numpy(to_numpy_float32(inputs))
+        if not tensor.is_floating_point():
+            tensor = tensor.to(torch.float32)
+        check_batch(self.xp, tensor, self.to_numpy)
         expected = self._input_channels()
         if expected is not None:
-            if arr.ndim == 3:
+            if tensor.ndim == 3:
                 raise InputError(
-                    f"inputs have shape {arr.shape}, but this model takes a batch (N, C, H, W): "
+                    f"inputs have shape {tuple(tensor.shape)}, but this model takes a batch (N, C, H, W): "
                     "for one image use x[None] (x.unsqueeze(0))."
                 )
-            if arr.ndim == 4 and arr.shape[1] != expected:
+            if tensor.ndim == 4 and tensor.shape[1] != expected:
                 hint = (
                     " They look channels-last (N, H, W, C); torch models take NCHW: pass "
                     "x.permute(0, 3, 1, 2)."
-                    if arr.shape[3] == expected
+                    if tensor.shape[3] == expected
                     else ""
                 )
                 raise InputError(
-                    f"inputs have shape {arr.shape}, but the model's first convolution takes "
+                    f"inputs have shape {tuple(tensor.shape)}, but the model's first convolution takes "
                     f"{expected} channels in NCHW layout.{hint}"
                 )
-        return np.ascontiguousarray(arr.transpose(0, 2, 3, 1)) if arr.ndim == 4 else arr
+        if self.memory_format is None and tensor.ndim == 4:
+            channels_last = tensor.is_contiguous(memory_format=torch.channels_last) and not tensor.is_contiguous()
+            self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        return _nhwc(tensor.to(device=device, dtype=dtype))
+
+    def asarray(self, a: Any, like: Array | None = None) -> torch_types.Tensor:
+        device, dtype = (like.device, like.dtype) if like is not None else self._device_dtype()
+        tensor = torch.as_tensor(np.asarray(a))
+        if tensor.is_floating_point():
+            return tensor.to(device=device, dtype=dtype, non_blocking=True)
+        return tensor.to(device=device, non_blocking=True)
+
+    def to_numpy(self, a: Array) -> np.ndarray:
+        """A tensor on the host as NumPy (via pinned memory from CUDA); NumPy passes through."""
+        if not isinstance(a, torch.Tensor):
+            return np.asarray(a)
+        a = a.detach()
+        if a.dtype in (torch.bfloat16,):
+            a = a.to(torch.float32)
+        if a.device.type == "cuda":
+            pinned = torch.empty(a.shape, dtype=a.dtype, pin_memory=True)
+            pinned.copy_(a, non_blocking=True)
+            torch.cuda.current_stream(a.device).synchronize()
+            return pinned.numpy()
+        return a.cpu().numpy()
+
+    def index_add(self, target: Array, index: Array, values: Array) -> torch_types.Tensor:
+        return target.index_add(0, index, values.to(target.dtype))
+
+    @contextlib.contextmanager
+    def precision(self, mode: str) -> Iterator[None]:
+        """``"highest"``: TF32 convolutions/matmuls and reduced-precision reductions off for
+        the duration (restored after); ``"default"``: the user's settings untouched."""
+        if mode != "highest":
+            yield
+            return
+        saved = []
+        for path, attr in _REDUCED_PRECISION:
+            owner = torch
+            for part in path.split("."):
+                owner = getattr(owner, part)
+            saved.append((owner, attr, getattr(owner, attr)))
+        matmul = torch.get_float32_matmul_precision()
+        try:
+            for owner, attr, _ in saved:
+                setattr(owner, attr, False)
+            torch.set_float32_matmul_precision("highest")
+            yield
+        finally:
+            for owner, attr, value in saved:
+                setattr(owner, attr, value)
+            torch.set_float32_matmul_precision(matmul)
 
     def _input_channels(self) -> int | None:
         for module in self.native.modules():
@@ -171,19 +209,12 @@ class TorchModel(Model):
                 return device, tensor.dtype
         return device, dtype
 
-    def _to_native(self, x: np.ndarray) -> torch_types.Tensor:
-        """Canonical NHWC -> an NCHW tensor in ``channels_last`` memory format: the same
-        bytes, no copy, and oneDNN's faster convolution kernels on CPU."""
-        device, dtype = self._device_dtype()
-        tensor = torch.from_numpy(np.ascontiguousarray(x))
-        if x.ndim == 4:
-            tensor = tensor.permute(0, 3, 1, 2)
-        return tensor.to(device=device, dtype=dtype)
-
-    @staticmethod
-    def _to_canonical(t: torch_types.Tensor) -> np.ndarray:
-        arr = t.detach().to("cpu", torch.float32).numpy()
-        return np.ascontiguousarray(arr.transpose(0, 2, 3, 1)) if arr.ndim == 4 else arr
+    def _to_native(self, x: torch_types.Tensor) -> torch_types.Tensor:
+        """Canonical NHWC (a view or an explainer's array) -> NCHW in the run's memory format."""
+        native = _nchw(x)
+        if native.ndim == 4:
+            native = native.contiguous(memory_format=self.memory_format or torch.contiguous_format)
+        return native
 
     # -- layers ------------------------------------------------------------------------------
     def layers(self) -> list[str]:
@@ -199,18 +230,19 @@ class TorchModel(Model):
                 f"the module {type(layer).__name__} passed as layer is not a submodule of this "
                 "model; pass one of model.named_modules() (or its name)."
             )
-        return super().resolve_layer(layer)
+        names = self.layers()
+        if isinstance(layer, str) and layer in names:
+            return layer
+        raise unknown_layer(layer, names, self.framework)
 
     def _module(self, layer: object) -> tuple[str, torch_types.nn.Module]:
         name = self.resolve_layer(layer)
         return name, self.native.get_submodule(name)
 
-    def default_layer(self, x: np.ndarray | None = None) -> str:
+    def default_layer(self, x: Array) -> str:
         """The last module (in execution order) with a spatial 4-D output that runs once
         per forward (see :func:`~limelight.core.layers.pick_default_layer`); traced on a
         sample ``x``."""
-        if x is None:
-            raise LayerError("the torch backend needs a sample input to find a default layer.")
         cache = model_cache(self.native)
         modules = tuple(id(m) for m in self.native.modules())
         if cache.get("modules") != modules:  # the architecture changed: forget what was traced
@@ -221,7 +253,7 @@ class TorchModel(Model):
             cache[key] = self._trace_default_layer(x[:1])
         return cache[key]
 
-    def _trace_default_layer(self, x: np.ndarray) -> str:
+    def _trace_default_layer(self, x: Array) -> str:
         finished: list[tuple[str, tuple[int, ...] | None]] = []
 
         def make_hook(name: str) -> Any:
@@ -253,7 +285,7 @@ class TorchModel(Model):
             for module, training in modes:
                 module.training = training
 
-    def _forward(self, x: np.ndarray, *, grad: bool) -> torch_types.Tensor:
+    def _forward(self, x: Array, *, grad: bool) -> torch_types.Tensor:
         with self._eval_mode(), torch.set_grad_enabled(grad):
             out = self.native(self._to_native(x))
         return self._check_outputs(out)
@@ -272,9 +304,9 @@ class TorchModel(Model):
             )
         return out
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        outs = [self._forward(x[batch], grad=False) for batch in self.batches(len(x))]
-        return np.concatenate([o.to("cpu", torch.float32).numpy() for o in outs])
+    def predict(self, x: Array, *, batch_size: int | None = None) -> torch_types.Tensor:
+        outs = [self._forward(x[batch], grad=False) for batch in batches(len(x), batch_size)]
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     @contextlib.contextmanager
     def _capture(self, module: Any, name: str, *, grad: bool) -> Iterator[dict[str, Any]]:
@@ -306,14 +338,14 @@ class TorchModel(Model):
         finally:
             handle.remove()
 
-    def activations(self, x: np.ndarray, layer: str) -> np.ndarray:
+    def activations(self, x: Array, layer: str, *, batch_size: int | None = None) -> torch_types.Tensor:
         name, module = self._module(layer)
         parts = []
-        for batch in self.batches(len(x)):
+        for batch in batches(len(x), batch_size):
             with self._capture(module, name, grad=False) as store:
                 self._forward(x[batch], grad=False)
-            parts.append(self._to_canonical(self._captured(store, name)))
-        return np.concatenate(parts)
+            parts.append(_nhwc(self._captured(store, name)))
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     @staticmethod
     def _captured(store: dict[str, Any], name: str) -> torch_types.Tensor:
@@ -321,26 +353,24 @@ class TorchModel(Model):
             raise LayerError(f"layer {name!r} did not run in the forward pass; pick another layer.")
         return store["activation"]
 
+    def _scores(self, target: Target, out: torch_types.Tensor, rows: slice | np.ndarray) -> torch_types.Tensor:
+        """``target``'s scores ``(n, T)`` of outputs ``out`` for the samples ``rows``."""
+        data = [self.asarray(d[rows], like=out) for d in target.data()]
+        return target.scores(self.xp, out, *data)
+
     def gradients(
-        self, x: np.ndarray, targets: np.ndarray | None, layer: str | None = None
+        self, x: Array, target: Target, layer: str | None = None, *, batch_size: int | None = None
     ) -> Gradients:
-        targets = normalize_targets(targets, len(x))
         named = self._module(layer) if layer is not None else None
         outs, acts, grads = [], [], []
-        for batch in self.batches(len(x)):
-            out, act, grad = self._gradients_batch(
-                x[batch], None if targets is None else targets[batch], named
-            )
+        for batch in batches(len(x), batch_size):
+            out, act, grad = self._gradients_batch(x[batch], target, batch, named)
             outs.append(out)
             acts.append(act)
             grads.append(grad)
-        return Gradients(*(parts[0] if len(parts) == 1 else np.concatenate(parts) for parts in (outs, acts, grads)))
-
-    def multi_gradients(
-        self, x: np.ndarray, targets: np.ndarray, layer: str | None = None
-    ) -> Gradients:
-        """One forward pass per batch, one backward pass per target column."""
-        return self.gradients(x, targets, layer)
+        parts = [p[0] if len(p) == 1 else torch.cat(p) for p in (outs, acts, grads)]
+        gradients = parts[2][:, 0] if target.single else parts[2]
+        return Gradients(parts[0], parts[1], gradients)
 
     @staticmethod
     def _input_conv_mode(leaf: torch_types.Tensor) -> Any:
@@ -353,39 +383,38 @@ class TorchModel(Model):
         return InputConvMode(leaf)
 
     def _gradients_batch(
-        self, x: np.ndarray, targets: np.ndarray | None, named: tuple[str, Any] | None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self, x: Array, target: Target, rows: slice, named: tuple[str, Any] | None
+    ) -> tuple[torch_types.Tensor, torch_types.Tensor, torch_types.Tensor]:
         where = "the input" if named is None else f"layer {named[0]!r}"
         with self._eval_mode():
             if named is None:
                 with torch.enable_grad():
-                    activation = self._to_native(x).requires_grad_(True)
+                    activation = self._to_native(x).detach().requires_grad_(True)
                     with self._input_conv_mode(activation):
                         out = self._check_outputs(self.native(activation))
             else:
                 with torch.no_grad(), self._capture(named[1], named[0], grad=True) as store:
                     out = self._check_outputs(self.native(self._to_native(x)))
                 activation = self._captured(store, named[0])
-        outputs = out.detach().to("cpu", torch.float32).numpy()
-        resolved = resolve_targets(targets, outputs)
-        columns = resolved[:, None] if resolved.ndim == 1 else resolved
         if not out.requires_grad:
             raise NotDifferentiableError(
                 f"the model's output does not depend differentiably on {where}: does "
                 "forward() detach tensors, run under torch.no_grad(), or go through NumPy?"
             )
+        target = target.check(out.shape[1])
+        with torch.enable_grad():
+            scores = self._scores(target, out, rows)
         grads = []
-        for grad in _column_gradients(out, activation, columns):
+        for grad in _column_gradients(scores, activation):
             if grad is None:
                 raise NotDifferentiableError(
                     f"the model's output does not depend on {where}; pick a layer on the path "
                     "to the output."
                 )
-            grads.append(self._to_canonical(grad))
-        grad = grads[0] if resolved.ndim == 1 else np.stack(grads, axis=1)
-        return outputs, self._to_canonical(activation), grad
+            grads.append(_nhwc(grad))
+        return out.detach(), _nhwc(activation.detach()), torch.stack(grads, dim=1)
 
-    # -- randomised copies (capability "randomize") ------------------------------------------
+    # -- randomised copies -------------------------------------------------------------------
     def parameter_layers(self) -> list[str]:
         """Modules that own weights directly, in registration order (input side first)."""
         return [n for n, m in self.native.named_modules() if n and any(True for _ in m.parameters(recurse=False))]
@@ -404,37 +433,43 @@ class TorchModel(Model):
                 arrays = [_to_keras_order(p.detach().cpu().numpy()) for p in params]
                 for param, new in zip(params, reinitialize(arrays, rng), strict=True):
                     param.copy_(torch.from_numpy(np.ascontiguousarray(_to_keras_order(new, back=True))))
-        return TorchModel(clone)
-    # -- DeepLIFT (capability "deeplift") ----------------------------------------------------
-    def _deeplift_forward(self, x: np.ndarray, references: np.ndarray) -> tuple[Any, Any, dict[str, int]]:
+        return TorchModel(clone, self.memory_format)
+
+    # -- DeepLIFT ----------------------------------------------------------------------------
+    def _deeplift_forward(self, x: Array, references: Array) -> tuple[Any, Any, dict[str, int]]:
         from .torch_deeplift import DeepLiftMode
 
-        leaf = self._to_native(np.concatenate([x, references])).requires_grad_(True)
+        both = torch.cat([_nchw(x), _nchw(references)])
+        if both.ndim == 4:
+            both = both.contiguous(memory_format=self.memory_format or torch.contiguous_format)
+        leaf = both.detach().requires_grad_(True)
         mode = DeepLiftMode()
         with torch.enable_grad(), mode:
             out = self._check_outputs(self.native(leaf))
         return leaf, out, mode.unsupported
 
-    def deeplift_unsupported(self, x: np.ndarray) -> list[str]:
+    def deeplift_unsupported(self, x: Array) -> list[str]:
         """Operations on the input's path that DeepLIFT has no rule for (empty: all fine)."""
         with self._eval_mode():
             _, _, unsupported = self._deeplift_forward(x[:1], x[:1])
         return sorted(unsupported)
 
-    def deeplift_gradients(self, x: np.ndarray, references: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """DeepLIFT rescale multipliers ``(n, T, ...)`` of outputs ``targets (n, T)`` for each
-        pair ``(x[i], references[i])``: ``Σ m ⊙ (x - r) = f(x) - f(r)`` per target."""
-        parts = []
-        for batch in self.batches(len(x)):
-            parts.append(self._deeplift_batch(x[batch], references[batch], targets[batch]))
-        return np.concatenate(parts)
+    def deeplift_gradients(
+        self, x: Array, references: Array, target: Target, *, batch_size: int | None = None
+    ) -> torch_types.Tensor:
+        """DeepLIFT rescale multipliers ``(n, T, ...)`` of ``target``'s scores for each pair
+        ``(x[i], references[i])``: ``Σ m ⊙ (x - r) = score(x) - score(r)`` per column."""
+        parts = [self._deeplift_batch(x[b], references[b], target, b) for b in batches(len(x), batch_size)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    def _deeplift_batch(self, x: np.ndarray, references: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    def _deeplift_batch(self, x: Array, references: Array, target: Target, rows: slice) -> torch_types.Tensor:
         with self._eval_mode():
             leaf, out, unsupported = self._deeplift_forward(x, references)
             if unsupported:
                 raise no_deeplift_rule(unsupported)
             n = len(x)
-            resolved = resolve_targets(targets, out[:n].detach().to("cpu", torch.float32).numpy())
-            grads = [self._to_canonical(grad[:n]) for grad in _column_gradients(out, leaf, resolved)]
-        return np.stack(grads, axis=1)
+            target = target.check(out.shape[1])
+            with torch.enable_grad():
+                scores = self._scores(target, out[:n], rows)
+            grads = [_nhwc(grad[:n]) for grad in _column_gradients(scores, leaf)]
+        return torch.stack(grads, dim=1)

@@ -8,7 +8,7 @@ from .errors import UnsupportedModelError
 from .explanation import Explanation
 from .model import Model
 from .registry import PluginInfo, registry
-from .targets import TargetsLike, normalize_targets
+from .targets import TargetsLike
 
 __all__ = ["explain", "wrap", "explainers", "plugins"]
 
@@ -49,12 +49,16 @@ def explain(
         inputs: a batch as the model is fed: a torch tensor / array in NCHW for torch, an
             array in NHWC for Keras; ``(N, D)`` for flat inputs.
         method: a registered explainer name (see :func:`explainers`).
-        targets: None (each sample's predicted class), an int, one int per sample, or
-            ``(N, T)`` ints for methods that explain several outputs at once (SHAP).
+        targets: None (each sample's predicted class), an int, one int per sample,
+            ``(N, T)`` ints for methods that explain several outputs at once (SHAP), or a
+            :class:`~limelight.core.targets.Target`.
         layer: the layer to explain at, for methods that use one (a name from
             ``wrap(model).layers()``, or a layer object); None picks the method's default.
-        batch_size: samples per framework call; None processes the batch at once.
-        **params: method-specific parameters (see the method's ``defaults``).
+        batch_size: samples per framework call; None processes the batch at once (SHAP
+            methods: 50).
+        **params: method-specific parameters (see the method's ``defaults``), and
+            ``precision`` (``"auto"``, ``"highest"``: TF32 off, ``"default"``: your global
+            setting), recorded in ``params``.
 
     Returns:
         An :class:`Explanation` whose ``values`` are channels-last at input resolution.
@@ -63,12 +67,8 @@ def explain(
     explainer_cls = registry.explainer(method)
     if layer is not None:
         params["layer"] = layer
-    explainer = explainer_cls(wrapped, **params)
-    x = wrapped.canonical(inputs)
-    checked_targets = normalize_targets(targets, x.shape[0])
-    explainer.check_targets(checked_targets)
-    with wrapped.batching(batch_size):
-        return explainer.explain(x, checked_targets)
+    explainer = explainer_cls(wrapped, batch_size=batch_size, **params)
+    return explainer(wrapped.canonical(inputs), targets)
 
 
 def explainers() -> list[str]:

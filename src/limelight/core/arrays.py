@@ -1,12 +1,14 @@
-"""Checks and conversions on canonical (channels-last NumPy) arrays, shared by backends."""
+"""Checks and conversions of input batches, shared by backends."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
 from .errors import InputError
 
-__all__ = ["check_canonical", "to_numpy_float32"]
+__all__ = ["check_canonical", "check_batch", "to_numpy_float32"]
 
 
 def to_numpy_float32(x: object) -> np.ndarray:
@@ -20,20 +22,37 @@ def to_numpy_float32(x: object) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def check_canonical(x: np.ndarray, *, what: str = "inputs") -> np.ndarray:
-    """Validate a canonical batch: at least 2-D, non-empty, finite. Returns ``x``."""
-    if x.ndim < 2:
+def _shape_errors(shape: tuple[int, ...], what: str) -> None:
+    if len(shape) < 2:
         raise InputError(
             f"{what} must be a batch with a leading sample axis, e.g. (N, H, W, C) or (N, D); "
-            f"got shape {x.shape}. For one sample use x[None]."
+            f"got shape {shape}. For one sample use x[None]."
         )
-    if x.shape[0] == 0:
-        raise InputError(f"{what} is an empty batch (shape {x.shape}); pass at least one sample.")
+    if shape[0] == 0:
+        raise InputError(f"{what} is an empty batch (shape {shape}); pass at least one sample.")
+
+
+def _not_finite(x: np.ndarray, what: str) -> InputError:
+    bad = np.argwhere(~np.isfinite(x).reshape(x.shape[0], -1).all(axis=1)).ravel()
+    kind = "NaN" if np.isnan(x).any() else "inf"
+    return InputError(
+        f"{what} contain {kind} values (samples {bad[:10].tolist()}); "
+        "clean or re-normalize them before explaining."
+    )
+
+
+def check_canonical(x: np.ndarray, *, what: str = "inputs") -> np.ndarray:
+    """Validate a NumPy batch: at least 2-D, non-empty, finite. Returns ``x``."""
+    _shape_errors(tuple(x.shape), what)
     if not np.isfinite(x).all():
-        bad = np.argwhere(~np.isfinite(x).reshape(x.shape[0], -1).all(axis=1)).ravel()
-        kind = "NaN" if np.isnan(x).any() else "inf"
-        raise InputError(
-            f"{what} contain {kind} values (samples {bad[:10].tolist()}); "
-            "clean or re-normalize them before explaining."
-        )
+        raise _not_finite(x, what)
+    return x
+
+
+def check_batch(xp: Any, x: Any, to_numpy: Any, *, what: str = "inputs") -> Any:
+    """Validate a batch of any Array API namespace ``xp`` on its device: at least 2-D,
+    non-empty, finite (one boolean crosses to the host). Returns ``x``."""
+    _shape_errors(tuple(x.shape), what)
+    if not bool(xp.all(xp.isfinite(x))):
+        raise _not_finite(to_numpy(x), what)
     return x

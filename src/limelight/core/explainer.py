@@ -9,59 +9,125 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .errors import ParameterError, TargetError, UnsupportedError
+from .errors import ParameterError, UnsupportedError
 from .explanation import Explanation
-from .model import Model
+from .model import PRECISIONS, Array, Model, check_batch_size
+from .targets import Classes, Target, TargetsLike, resolve_target
 
 __all__ = ["Explainer"]
 
 
 class Explainer(abc.ABC):
-    """One explanation method, written once against :class:`~limelight.Model` in NumPy.
+    """One explanation method, written once against :class:`~limelight.Model` and its
+    Array API namespace ``model.xp``.
 
     Subclasses set :attr:`name`, list the parameters they accept with their defaults in
-    :attr:`defaults`, the backend capabilities they need in :attr:`requires`, and implement
+    :attr:`defaults`, the capability protocols they need in :attr:`requires`, and implement
     :meth:`explain`. The constructor rejects unknown parameters and a backend that lacks a
-    required capability before any work is done.
+    required capability before any work is done. Every explainer also accepts
+    ``precision`` (see :data:`~limelight.core.model.PRECISIONS`); methods whose
+    correctness needs full precision set :attr:`full_precision`.
     """
 
     #: The registered name, e.g. ``"gradcam"``.
     name: ClassVar[str]
     #: Accepted keyword parameters and their defaults.
     defaults: ClassVar[Mapping[str, Any]] = MappingProxyType({})
-    #: Backend capabilities (see :attr:`Model.capabilities`) this method needs.
-    requires: ClassVar[frozenset[str]] = frozenset()
-    #: Whether :meth:`explain` accepts ``(N, T)`` targets (several outputs per sample).
+    #: Capability protocols (``SupportsGradients``, ...) the backend must implement.
+    requires: ClassVar[tuple[type, ...]] = ()
+    #: Whether :meth:`explain` accepts targets with several columns per sample.
     multi_target: ClassVar[bool] = False
+    #: Whether ``precision="auto"`` means ``"highest"`` (TF32 off) for this method.
+    full_precision: ClassVar[bool] = False
 
-    def __init__(self, model: Model, **params: Any) -> None:
-        unknown = sorted(set(params) - set(self.defaults))
+    def __init__(self, model: Model, *, batch_size: int | None = None, **params: Any) -> None:
+        unknown = sorted(set(params) - set(self.defaults) - {"precision"})
         if unknown:
-            accepted = ", ".join(sorted(self.defaults)) or "no parameters"
+            accepted = ", ".join(sorted({*self.defaults, "precision"}))
             raise ParameterError(
                 f"explainer {self.name!r} does not accept {', '.join(unknown)}; it accepts: {accepted}."
             )
-        missing = sorted(c for c in self.requires if not model.supports(c))
+        missing = [c.__name__ for c in self.requires if not isinstance(model, c)]
         if missing:
             raise UnsupportedError(
                 f"explainer {self.name!r} needs the backend capability {', '.join(missing)}, which "
                 f"the {model.framework} backend ({type(model).__name__}) does not provide."
             )
+        precision = params.pop("precision", "auto")
+        if precision not in PRECISIONS:
+            raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}.")
+        if precision == "auto":
+            precision = "highest" if self.full_precision else "default"
         self.model = model
-        self.params: dict[str, Any] = {**self.defaults, **params}
+        self.batch_size = check_batch_size(batch_size)
+        self.params: dict[str, Any] = {**self.defaults, **params, "precision": precision}
 
     @abc.abstractmethod
-    def explain(self, x: np.ndarray, targets: np.ndarray | None) -> Explanation:
-        """Explain canonical inputs ``x`` for ``targets`` (``(N,)`` ints, ``(N, T)`` when
-        :attr:`multi_target`, or None: the predicted class)."""
+    def explain(self, x: Array, target: Target) -> Explanation:
+        """Explain canonical inputs ``x`` (backend arrays on the model's device) for a
+        resolved ``target``."""
 
-    def check_targets(self, targets: np.ndarray | None) -> None:
-        """Reject ``(N, T)`` targets for single-target methods, before any work."""
-        if targets is not None and targets.ndim == 2 and not self.multi_target:
-            raise TargetError(
-                f"explainer {self.name!r} explains one output per sample; pass one int per "
-                "sample (or loop over the classes)."
-            )
+    def target(self, targets: TargetsLike, n: int) -> Target:
+        """``targets=`` as a user gives it, resolved for ``n`` samples and this method."""
+        return resolve_target(targets, n, multi=self.multi_target, method=repr(self.name))
+
+    def __call__(self, x: Array, targets: TargetsLike = None) -> Explanation:
+        """Explain canonical ``x`` under this explainer's precision policy."""
+        target = self.target(targets, int(x.shape[0]))
+        with self.model.precision(self.params["precision"]):
+            return self.explain(x, target)
+
+    @property
+    def xp(self) -> Any:
+        """The model's Array API namespace."""
+        return self.model.xp
+
+    def classes(self, target: Target, outputs: Array) -> Any:
+        """The class explained per sample: ``(N,)`` for a single target, else ``(N, T)``
+        (host ints for explicit classes; on the device for predicted ones)."""
+        target = target.check(int(outputs.shape[1]))
+        if isinstance(target, Classes):
+            index: Any = target.index
+        else:
+            data = [self.model.asarray(d) for d in target.data()]
+            index = target.classes(self.xp, outputs, *data)
+        return index[:, 0] if target.single else index
+
+    def fix_target(self, target: Target, outputs: Array) -> tuple[Target, np.ndarray]:
+        """``target`` checked against ``outputs`` ``(N, K)`` and with its choice fixed (the
+        predicted class becomes explicit classes), for methods that run further passes on
+        other inputs; also the host class indices ``(N, T)``."""
+        target = target.check(int(outputs.shape[1]))
+        if isinstance(target, Classes):
+            return target, target.index
+        data = [self.model.asarray(d) for d in target.data()]
+        classes = np.asarray(self.model.to_numpy(target.classes(self.xp, outputs, *data)), np.int64)
+        return target.fixed(classes), classes
+
+    def result(
+        self,
+        x: Array,
+        values: Array,
+        classes: Any,
+        outputs: Array,
+        *,
+        base_values: Any = None,
+        **params: Any,
+    ) -> Explanation:
+        """Package backend arrays as an :class:`Explanation` (the only host copies): values
+        as float32, ``classes`` ``(N,)``/``(N, T)``, this explainer's params updated with
+        ``params``."""
+        to_numpy = self.model.to_numpy
+        return Explanation(
+            method=self.name,
+            values=to_numpy(values).astype(np.float32, copy=False),
+            targets=to_numpy(classes),
+            outputs=to_numpy(outputs),
+            inputs=to_numpy(x),
+            base_values=None if base_values is None else to_numpy(base_values),
+            params={**self.params, **params},
+            framework=self.model.framework,
+        )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} on {self.model!r}>"

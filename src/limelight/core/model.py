@@ -1,8 +1,15 @@
-"""The backend interface: :class:`Model`, the gradient API every explainer is written against.
+"""The backend interface: :class:`Model`, its array helpers, and the capability protocols.
 
-Every array crossing this interface is NumPy and channels-last: inputs ``(N, H, W, C)``
-(or ``(N, D)``), activations ``(N, h, w, C)``, outputs ``(N, K)``. A backend converts to and
-from its framework's layout at its boundary, once.
+Every array between a :class:`Model` and an explainer is the backend's own array type on
+the model's device (a torch tensor, a TensorFlow tensor, a NumPy array for host-only
+backends), channels-last: inputs ``(N, H, W, C)`` (or ``(N, D)``), activations
+``(N, h, w, C)``, outputs ``(N, K)``, maps ``(N, H, W)``. Explainers compute on them with
+:attr:`Model.xp`, an Array API namespace, plus the helpers the standard lacks
+(:meth:`Model.asarray`, :meth:`Model.to_numpy`, :meth:`Model.index_add`,
+:meth:`Model.resize`). Only final results cross to NumPy.
+
+Optional capabilities are :class:`typing.Protocol` classes; an explainer lists the ones
+it needs in ``requires`` and they are checked with ``isinstance`` before any work.
 """
 
 from __future__ import annotations
@@ -11,155 +18,246 @@ import abc
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from .arrays import check_canonical, to_numpy_float32
-from .errors import LayerError, ParameterError, UnsupportedError, close_matches
+from .errors import LayerError, ParameterError, close_matches
+from .ops import bilinear_matrix
 
-__all__ = ["Gradients", "Model", "GRADIENTS", "LAYERS", "DEEPLIFT", "RANDOMIZE", "reinitialize"]
+if TYPE_CHECKING:
+    from .targets import Target
 
-#: Capability: ``gradients(x, targets, layer=None)`` (gradients with respect to the input).
-GRADIENTS = "gradients"
-#: Capability: ``layers()``, ``activations()`` and ``gradients(..., layer=name)``.
-LAYERS = "layers"
-#: Capability: ``parameter_layers()`` (layers with weights, input side first) and
-#: ``randomized(layers, seed)`` (a new Model on a copy of the native model whose weights in
-#: ``layers`` are redrawn; the user's model is never touched).
-RANDOMIZE = "randomize"
-#: Capability: ``deeplift_gradients(x, references, targets)`` (DeepLIFT rescale multipliers
-#: ``(n, T, ...)`` for pairs of inputs and references) and ``deeplift_unsupported(x)`` (the
-#: names of operations the rule cannot handle; empty when every one is fine).
-DEEPLIFT = "deeplift"
+__all__ = [
+    "Array",
+    "Gradients",
+    "Model",
+    "NumpyModel",
+    "SupportsGradients",
+    "SupportsLayers",
+    "SupportsDeepLift",
+    "SupportsRandomize",
+    "PRECISIONS",
+    "reinitialize",
+    "batches",
+    "check_batch_size",
+    "unknown_layer",
+]
+
+#: The backend's array type (torch.Tensor, tf.Tensor, numpy.ndarray, ...).
+Array = Any
+
+#: ``precision=`` values: ``"auto"`` (full precision where the method's correctness needs
+#: it, else the user's global setting), ``"highest"`` (TF32 and reduced-precision reductions
+#: off), ``"default"`` (the user's global setting, untouched).
+PRECISIONS = ("auto", "highest", "default")
 
 
 @dataclass(frozen=True)
 class Gradients:
-    """What :meth:`Model.gradients` returns; all channels-last NumPy float32.
+    """What :meth:`SupportsGradients.gradients` returns: backend arrays on the model's device.
 
-    ``outputs`` is ``(N, K)``; ``activations`` and ``gradients`` have the layer's (or the
-    input's) shape, e.g. ``(N, h, w, C)``. ``gradients[i]`` is d ``outputs[i, targets[i]]`` /
-    d ``activations[i]``.
+    ``outputs`` is ``(N, K)``; ``activations`` has the layer's (or the input's) shape,
+    e.g. ``(N, h, w, C)``; ``gradients`` is d score / d activations, the same shape, with a
+    ``T`` axis after ``N`` unless the target is ``single``.
     """
 
-    outputs: np.ndarray
-    activations: np.ndarray
-    gradients: np.ndarray
+    outputs: Array
+    activations: Array
+    gradients: Array
+
+
+def check_batch_size(batch_size: int | None) -> int | None:
+    """``batch_size`` checked: None (everything at once) or a positive int."""
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ParameterError(f"batch_size must be a positive int, got {batch_size!r}.")
+    return batch_size
+
+
+def batches(n: int, batch_size: int | None) -> Iterator[slice]:
+    """Slices that cut ``n`` samples into chunks of at most ``batch_size`` (None: one)."""
+    size = check_batch_size(batch_size) or max(n, 1)
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def unknown_layer(layer: object, names: list[str], framework: str) -> LayerError:
+    """The error for a layer name that is not one of ``names``, listing the closest ones."""
+    return LayerError(
+        f"unknown layer {layer!r} for this {framework} model."
+        + close_matches(str(layer), names)
+        + " Model.layers() lists every name."
+    )
 
 
 class Model(abc.ABC):
-    """A framework's model behind limelight's gradient API.
+    """A framework's model behind limelight's array API.
 
-    Subclasses implement :meth:`predict` and :meth:`gradients` (and, for layer access,
-    :meth:`layers`, :meth:`activations`, :meth:`default_layer`), convert layouts at their
-    boundary, never leave the native model modified, and process at most
-    :attr:`batch_size` samples per framework call.
+    Subclasses set :attr:`framework` and :attr:`xp`, implement :meth:`canonical`,
+    :meth:`predict`, :meth:`asarray` and :meth:`to_numpy`, and the capability protocols
+    they provide. They never leave the native model modified, and process at most
+    ``batch_size`` samples per framework call.
     """
 
     framework: ClassVar[str]
-    #: Optional capabilities this backend provides; explainers declare what they require.
-    capabilities: ClassVar[frozenset[str]] = frozenset({GRADIENTS, LAYERS})
 
     def __init__(self, native: object) -> None:
         self.native = native
-        #: Samples per framework call; ``None`` means the whole batch at once.
-        self.batch_size: int | None = None
 
     def __repr__(self) -> str:
         return f"<limelight {type(self).__name__} ({self.framework}) of {type(self.native).__name__}>"
 
-    # -- inputs ------------------------------------------------------------------------
-    def canonical(self, inputs: Any) -> np.ndarray:
-        """Convert inputs as the user feeds the native model to checked channels-last float32.
-
-        The base version takes any array-like already in canonical layout; backends whose
-        framework is channels-first override it.
-        """
-        return check_canonical(to_numpy_float32(inputs))
-
-    # -- the gradient API ----------------------------------------------------------------
+    @property
     @abc.abstractmethod
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Model outputs ``(N, K)`` float32 for canonical inputs ``x``; no gradients."""
+    def xp(self) -> ModuleType:
+        """The Array API namespace of this backend's arrays."""
+
+    # -- in and out ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def canonical(self, inputs: Any) -> Array:
+        """Inputs as the user feeds the native model -> a checked channels-last array on the
+        model's device (for torch, a permuted view of the user's tensor, not a copy)."""
 
     @abc.abstractmethod
+    def predict(self, x: Array, *, batch_size: int | None = None) -> Array:
+        """Model outputs ``(N, K)`` for canonical inputs ``x``; no gradients."""
+
+    @abc.abstractmethod
+    def asarray(self, a: Any, like: Array | None = None) -> Array:
+        """A host array (small constants, random draws) on the device of ``like`` (default:
+        the model's), with ``like``'s dtype when ``a`` is floating and ``like`` given."""
+
+    @abc.abstractmethod
+    def to_numpy(self, a: Array) -> np.ndarray:
+        """The one way out: a backend array as a NumPy array on the host."""
+
+    # -- what the standard lacks ------------------------------------------------------------
+    def index_add(self, target: Array, index: Array, values: Array) -> Array:
+        """``target`` with ``values[i]`` added to ``target[index[i]]`` (repeats accumulate);
+        a new array. This version is a one-hot matrix product, exact and standard."""
+        xp = self.xp
+        n = target.shape[0]
+        rows = self.asarray(np.arange(n, dtype=np.int64).reshape(-1, 1), like=target)
+        onehot = xp.astype(xp.reshape(index, (1, -1)) == rows, target.dtype)
+        flat = xp.reshape(values, (values.shape[0], -1))
+        return target + xp.reshape(onehot @ xp.astype(flat, target.dtype), target.shape)
+
+    def resize(self, maps: Array, size: tuple[int, int]) -> Array:
+        """Bilinear resize of ``(N, h, w)`` maps to ``size = (H, W)``, half-pixel centres
+        (cv2 ``INTER_LINEAR`` ≡ torch ``align_corners=False`` ≡ ``tf.image.resize``), as two
+        matrix products in the maps' dtype."""
+        height, width = size
+        if tuple(maps.shape[1:3]) == (height, width):
+            return maps
+        xp = self.xp
+        rows = self.asarray(bilinear_matrix(maps.shape[1], height), like=maps)
+        cols = self.asarray(bilinear_matrix(maps.shape[2], width).T, like=maps)
+        return xp.matmul(xp.matmul(rows, maps), cols)
+
+    @contextlib.contextmanager
+    def precision(self, mode: str) -> Iterator[None]:
+        """Run the body under ``precision=`` ``mode`` (``"highest"`` or ``"default"``);
+        backends with TF32-like modes override this."""
+        yield
+
+
+@runtime_checkable
+class SupportsGradients(Protocol):
+    """Gradients of target scores with respect to the input or a layer."""
+
     def gradients(
-        self, x: np.ndarray, targets: np.ndarray | None, layer: str | None = None
+        self, x: Array, target: Target, layer: str | None = None, *, batch_size: int | None = None
     ) -> Gradients:
-        """Outputs, activations of ``layer`` (``None``: the input) and d score / d activations.
+        """Outputs, activations of ``layer`` (None: the input) and d Σ scores / d activations.
 
-        The score is ``sum_i outputs[i, targets[i]]``; ``targets=None`` explains each
-        sample's predicted class (resolved from the same forward pass with
-        :func:`limelight.core.targets.resolve_targets`, which also range-checks targets).
+        One forward pass serves every column of a multi-column target.
         """
+        ...
 
-    def multi_gradients(
-        self, x: np.ndarray, targets: np.ndarray, layer: str | None = None
-    ) -> Gradients:
-        """Like :meth:`gradients` for ``(N, T)`` targets: ``gradients`` is ``(N, T, ...)``.
 
-        This version runs :meth:`gradients` once per column; backends override it to share
-        one forward pass between the T targets.
-        """
-        columns = [self.gradients(x, targets[:, t], layer) for t in range(targets.shape[1])]
-        return Gradients(
-            columns[0].outputs,
-            columns[0].activations,
-            np.stack([c.gradients for c in columns], axis=1),
-        )
+@runtime_checkable
+class SupportsLayers(Protocol):
+    """Named layers and their activations."""
 
     def layers(self) -> list[str]:
         """Names of the addressable layers, in the framework's own naming."""
-        raise UnsupportedError(f"the {self.framework} backend does not expose layers.")
-
-    def activations(self, x: np.ndarray, layer: str) -> np.ndarray:
-        """Activations of ``layer`` for canonical ``x`` (channels-last); no gradients."""
-        raise UnsupportedError(f"the {self.framework} backend does not expose activations.")
-
-    def default_layer(self, x: np.ndarray | None = None) -> str:
-        """The last layer with a spatial output (4-D with more than one position).
-
-        ``x`` (canonical) is a sample input for backends that need a forward pass to learn
-        output shapes.
-        """
-        raise UnsupportedError(f"the {self.framework} backend has no default layer.")
-
-    # -- helpers for backends and explainers ------------------------------------------------
-    def supports(self, capability: str) -> bool:
-        """Whether this backend provides ``capability``."""
-        return capability in self.capabilities
-
-    def batches(self, n: int) -> Iterator[slice]:
-        """Slices that cut ``n`` samples into chunks of at most :attr:`batch_size`."""
-        size = self.batch_size or n
-        for start in range(0, n, size):
-            yield slice(start, min(start + size, n))
-
-    @contextlib.contextmanager
-    def batching(self, batch_size: int | None) -> Iterator[Model]:
-        """Temporarily process at most ``batch_size`` samples per call (``None``: unchanged)."""
-        if batch_size is None:
-            yield self
-            return
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ParameterError(f"batch_size must be a positive int, got {batch_size!r}.")
-        previous, self.batch_size = self.batch_size, batch_size
-        try:
-            yield self
-        finally:
-            self.batch_size = previous
+        ...
 
     def resolve_layer(self, layer: object) -> str:
-        """Check a layer name against :meth:`layers`; unknown names list the closest ones."""
-        names = self.layers()
-        if isinstance(layer, str) and layer in names:
-            return layer
-        raise LayerError(
-            f"unknown layer {layer!r} for this {self.framework} model."
-            + close_matches(str(layer), names)
-            + " Model.layers() lists every name."
-        )
+        """A layer name or object of this model -> its name (a LayerError otherwise)."""
+        ...
+
+    def default_layer(self, x: Array) -> str:
+        """The last layer with a spatial output that runs once per forward, traced on ``x``."""
+        ...
+
+    def activations(self, x: Array, layer: str, *, batch_size: int | None = None) -> Array:
+        """Activations of ``layer`` for canonical ``x`` (channels-last); no gradients."""
+        ...
+
+
+@runtime_checkable
+class SupportsDeepLift(Protocol):
+    """DeepLIFT's rescale rule for (input, reference) pairs."""
+
+    def deeplift_gradients(
+        self, x: Array, references: Array, target: Target, *, batch_size: int | None = None
+    ) -> Array:
+        """Multipliers ``(n, T, ...)`` with ``Σ m ⊙ (x - r) = score(x) - score(r)`` per column."""
+        ...
+
+    def deeplift_unsupported(self, x: Array) -> list[str]:
+        """Operations on the input's path without a DeepLIFT rule (empty: all fine)."""
+        ...
+
+
+@runtime_checkable
+class SupportsRandomize(Protocol):
+    """Copies of the model with re-initialised weights (sanity checks)."""
+
+    def parameter_layers(self) -> list[str]:
+        """Layers that own weights directly, input side first."""
+        ...
+
+    def randomized(self, layers: list[str], seed: int = 0) -> Model:
+        """A new Model on a copy whose weights in ``layers`` are redrawn; the user's model
+        is never touched."""
+        ...
+
+
+class NumpyModel(Model):
+    """A host-only backend base: arrays are NumPy, ``xp`` is ``array_api_compat.numpy``.
+
+    Subclass it for a model that is a function of NumPy arrays (implement :meth:`predict`).
+    """
+
+    framework = "numpy"
+
+    @property
+    def xp(self) -> ModuleType:
+        import array_api_compat.numpy
+
+        return array_api_compat.numpy
+
+    def canonical(self, inputs: Any) -> np.ndarray:
+        from .arrays import check_canonical, to_numpy_float32
+
+        return check_canonical(to_numpy_float32(inputs))
+
+    def asarray(self, a: Any, like: Array | None = None) -> np.ndarray:
+        arr = np.asarray(a)
+        if like is not None and np.issubdtype(arr.dtype, np.floating):
+            return arr.astype(like.dtype)
+        return arr
+
+    def to_numpy(self, a: Array) -> np.ndarray:
+        return np.asarray(a)
+
+    def index_add(self, target: Array, index: Array, values: Array) -> np.ndarray:
+        out = np.array(target, copy=True)
+        np.add.at(out, np.asarray(index), values)
+        return out
 
 
 def reinitialize(arrays: list[np.ndarray], rng: np.random.RandomState) -> list[np.ndarray]:

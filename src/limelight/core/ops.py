@@ -1,6 +1,9 @@
-"""NumPy image operations shared by explainers: resizing and normalizing maps."""
+"""Image operations shared by explainers and viz: normalizing maps (any Array API
+namespace), the bilinear resize matrix, and display rescaling (NumPy)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -32,10 +35,8 @@ def bilinear_matrix(size_in: int, size_out: int) -> np.ndarray:
 
 
 def resize_bilinear(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize ``(N, h, w)`` or ``(N, h, w, C)`` maps to ``size = (H, W)`` bilinearly.
-
-    Separable, so it is two matrix products; float32 in, float32 out.
-    """
+    """Resize NumPy ``(N, h, w)`` or ``(N, h, w, C)`` maps to ``size = (H, W)`` bilinearly
+    (host-side; explainers use ``Model.resize`` on the device). float32 out."""
     height, width = size
     if maps.shape[1:3] == (height, width):
         return maps.astype(np.float32, copy=True)
@@ -45,14 +46,22 @@ def resize_bilinear(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.einsum(spec, rows, maps.astype(np.float64), cols, optimize=True).astype(np.float32)
 
 
-def minmax_normalize(maps: np.ndarray) -> np.ndarray:
-    """Rescale each map of a batch ``(N, ...)`` to [0, 1]; constant maps become all zeros."""
-    flat = maps.reshape(maps.shape[0], -1).astype(np.float64)
-    low = flat.min(axis=1, keepdims=True)
-    span = flat.max(axis=1, keepdims=True) - low
-    peak = np.abs(flat).max(axis=1, keepdims=True)
-    out = np.divide(flat - low, span, out=np.zeros_like(flat), where=span > NORMALIZE_RTOL * peak)
-    return out.reshape(maps.shape).astype(np.float32)
+def minmax_normalize(maps: Any, xp: Any = None) -> Any:
+    """Rescale each map of a batch ``(N, ...)`` to [0, 1]; constant maps become all zeros.
+
+    ``xp`` is the maps' Array API namespace (default: NumPy, computed in float64).
+    """
+    if xp is None:
+        import array_api_compat.numpy as xp
+
+        maps = np.asarray(maps, np.float64)
+    axes = tuple(range(1, maps.ndim))
+    low = xp.min(maps, axis=axes, keepdims=True)
+    span = xp.max(maps, axis=axes, keepdims=True) - low
+    peak = xp.max(xp.abs(maps), axis=axes, keepdims=True)
+    ok = span > NORMALIZE_RTOL * peak
+    out = xp.where(ok, (maps - low) / xp.where(ok, span, xp.ones_like(span)), xp.zeros_like(maps))
+    return out.astype(np.float32) if isinstance(out, np.ndarray) else out
 
 
 def displayable(images: np.ndarray) -> np.ndarray:

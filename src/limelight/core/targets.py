@@ -1,35 +1,136 @@
-"""Target resolution: which output each sample is explained for.
+"""Targets: which output each sample is explained for, resolved once, here.
 
-``None`` means the predicted class (argmax of the outputs), an ``int`` applies to every
-sample, and a sequence gives one class per sample. Explainers that explain several outputs
-at once (``Explainer.multi_target``) also take ``(N, T)``: T classes per sample.
+:func:`resolve_target` turns what a user passes as ``targets=`` into a :class:`Target`
+object: ``None`` (each sample's predicted class, :class:`Predicted`), an int for every
+sample, one int per sample, ``(N, T)`` ints (T outputs per sample; for methods with
+``multi_target``), or a :class:`Target` itself. A target's :meth:`Target.scores` is written
+in the Array API, so the same object runs in every backend, on the model's device, inside
+the backend's compiled gradient function. Backends never re-implement argmax or range
+checks: they call :meth:`Target.check` with the number of outputs, then :meth:`Target.scores`.
+
+Per-sample parameters (class indices, ...) are host arrays with a leading sample axis
+returned by :meth:`Target.data`; a backend slices them per batch, moves them to its device
+and passes them to ``scores`` as arguments, so compiled code never bakes them in.
 """
 
 from __future__ import annotations
 
+import abc
 import numbers
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 import numpy as np
 
 from .errors import TargetError
 
-TargetsLike = int | Sequence[int] | np.ndarray | None
+__all__ = ["TargetsLike", "Target", "Classes", "Predicted", "resolve_target"]
 
-__all__ = ["TargetsLike", "normalize_targets", "resolve_targets"]
+Array = Any
 
 
-def normalize_targets(targets: TargetsLike, n: int) -> np.ndarray | None:
-    """Check ``targets`` against a batch of ``n`` samples; return ``(n,)`` / ``(n, T)`` int64 or None.
+class Target(abc.ABC):
+    """What is explained: ``scores(xp, outputs, *data) -> (n, T)``, one column per output
+    explained per sample (their sum over samples is what gradients are taken of).
 
-    Range is not checked here (the number of classes is known only from the outputs):
-    :func:`resolve_targets` does that.
+    ``single`` says the user asked for one output per sample, so explanations drop the
+    ``T`` axis; ``columns`` is ``T``.
     """
-    if targets is None:
-        return None
-    if isinstance(targets, numbers.Integral) and not isinstance(targets, bool):
-        return np.full((n,), int(targets), dtype=np.int64)
-    if hasattr(targets, "detach"):  # a framework tensor: .numpy() without importing it
+
+    columns: int = 1
+    single: bool = True
+
+    def data(self) -> tuple[np.ndarray, ...]:
+        """Per-sample host arrays ``(N, ...)`` handed to :meth:`scores` (on the device)."""
+        return ()
+
+    def __getitem__(self, index: slice | np.ndarray) -> Target:
+        """The target of a subset of the samples (``index`` into the leading axis)."""
+        return self
+
+    def key(self) -> Hashable:
+        """What compiled code built around :meth:`scores` depends on, besides :meth:`data`."""
+        return (type(self).__qualname__, self.columns)
+
+    def check(self, num_outputs: int) -> Target:
+        """This target checked against a model with ``num_outputs`` outputs (a
+        :class:`TargetError` when it does not fit); may return a normalized copy."""
+        return self
+
+    @abc.abstractmethod
+    def scores(self, xp: Any, outputs: Array, *data: Array) -> Array:
+        """The scores ``(n, T)`` explained, from model outputs ``(n, K)``."""
+
+    def classes(self, xp: Any, outputs: Array, *data: Array) -> Array:
+        """The class index ``(n, T)`` behind each column (``Explanation.targets``)."""
+        raise TargetError(f"{type(self).__name__} targets do not name classes.")
+
+    def fixed(self, classes: np.ndarray) -> Target:
+        """The same target with its choice fixed to ``classes`` ``(N, T)`` (host), for
+        methods that run several passes on other inputs (e.g. references)."""
+        return self
+
+
+class Classes(Target):
+    """Explicit class indices: ``index`` ``(N, T)`` int64; ``single`` drops ``T`` (= 1)."""
+
+    def __init__(self, index: np.ndarray, single: bool) -> None:
+        self.index = np.asarray(index, np.int64).reshape(len(index), -1)
+        self.columns = int(self.index.shape[1])
+        self.single = bool(single)
+
+    def __repr__(self) -> str:
+        return f"Classes({self.index.tolist() if self.index.size <= 16 else self.index.shape})"
+
+    def data(self) -> tuple[np.ndarray, ...]:
+        return (self.index,)
+
+    def __getitem__(self, index: slice | np.ndarray) -> Classes:
+        return Classes(self.index[index], self.single)
+
+    def check(self, num_outputs: int) -> Classes:
+        """Range-check against ``K = num_outputs``; negative indices count from the end."""
+        k = int(num_outputs)
+        bad = (self.index >= k) | (self.index < -k)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise TargetError(
+                f"target class {int(self.index.flat[first])} (sample {first // self.columns}) is out "
+                f"of range: the model has {k} outputs, so targets must be in [0, {k - 1}]."
+            )
+        if (self.index < 0).any():
+            return Classes(np.where(self.index < 0, self.index + k, self.index), self.single)
+        return self
+
+    def scores(self, xp: Any, outputs: Array, *data: Array) -> Array:
+        (index,) = data
+        return xp.take_along_axis(outputs, index, axis=1)
+
+    def classes(self, xp: Any, outputs: Array, *data: Array) -> Array:
+        return data[0]
+
+
+class Predicted(Target):
+    """Each sample's predicted class (argmax of the outputs), one column."""
+
+    def __repr__(self) -> str:
+        return "Predicted()"
+
+    def scores(self, xp: Any, outputs: Array, *data: Array) -> Array:
+        return xp.take_along_axis(outputs, self.classes(xp, outputs), axis=1)
+
+    def classes(self, xp: Any, outputs: Array, *data: Array) -> Array:
+        return xp.argmax(outputs, axis=1, keepdims=True)
+
+    def fixed(self, classes: np.ndarray) -> Classes:
+        return Classes(classes, single=True)
+
+
+TargetsLike = int | Sequence[int] | np.ndarray | Target | None
+
+
+def _host_ints(targets: Any) -> np.ndarray:
+    if hasattr(targets, "detach"):  # a torch tensor: .numpy() without importing torch
         targets = targets.detach().cpu().numpy()
     elif hasattr(targets, "numpy") and not isinstance(targets, np.ndarray):
         targets = targets.numpy()
@@ -40,32 +141,35 @@ def normalize_targets(targets: TargetsLike, n: int) -> np.ndarray | None:
         raise TargetError(
             f"targets must be class indices (int or a sequence of ints), got {targets!r}."
         )
-    if arr.ndim == 0:
-        return np.full((n,), int(arr), dtype=np.int64)
-    if arr.ndim not in (1, 2) or arr.shape[0] != n or (arr.ndim == 2 and arr.shape[1] == 0):
-        raise TargetError(
-            f"targets has shape {arr.shape}, but the batch has {n} sample(s): give one int "
-            f"for all samples, a sequence of {n} ints, or ({n}, T) ints for T outputs each."
-        )
-    return arr.astype(np.int64)
+    return arr
 
 
-def resolve_targets(targets: TargetsLike, outputs: np.ndarray) -> np.ndarray:
-    """Resolve ``targets`` against model ``outputs`` ``(N, K)``; return ``(N,)`` or ``(N, T)`` int64.
+def resolve_target(targets: TargetsLike, n: int, *, multi: bool = True, method: str = "this method") -> Target:
+    """``targets=`` as given by a user -> a :class:`Target` for a batch of ``n`` samples.
 
-    Raises :class:`TargetError` when a class index is outside ``[-K, K)``; negative indices
-    count from the end, like NumPy's, and are returned as their positive equivalent.
+    ``multi=False`` (a ``method`` that explains one output per sample) rejects ``(N, T)``.
+    The class range is checked later, against the outputs (:meth:`Target.check`).
     """
-    n, k = outputs.shape[0], outputs.shape[1]
-    resolved = normalize_targets(targets, n)
-    if resolved is None:
-        return np.argmax(outputs, axis=1).astype(np.int64)
-    bad = (resolved >= k) | (resolved < -k)
-    if bad.any():
-        first = int(np.flatnonzero(bad)[0])
-        sample = first if resolved.ndim == 1 else first // resolved.shape[1]
+    if targets is None:
+        return Predicted()
+    if isinstance(targets, Target):
+        target = targets
+    elif isinstance(targets, numbers.Integral) and not isinstance(targets, bool):
+        target = Classes(np.full((n, 1), int(targets), np.int64), single=True)
+    else:
+        arr = _host_ints(targets)
+        if arr.ndim == 0:
+            target = Classes(np.full((n, 1), int(arr), np.int64), single=True)
+        elif arr.ndim not in (1, 2) or arr.shape[0] != n or (arr.ndim == 2 and arr.shape[1] == 0):
+            raise TargetError(
+                f"targets has shape {arr.shape}, but the batch has {n} sample(s): give one int "
+                f"for all samples, a sequence of {n} ints, or ({n}, T) ints for T outputs each."
+            )
+        else:
+            target = Classes(arr.reshape(n, -1), single=arr.ndim == 1)
+    if not multi and not target.single:
         raise TargetError(
-            f"target class {int(resolved.flat[first])} (sample {sample}) is out of range: the model "
-            f"has {k} outputs, so targets must be in [0, {k - 1}]."
+            f"{method} explains one output per sample; pass one int per sample (or loop over "
+            "the classes)."
         )
-    return np.where(resolved < 0, resolved + k, resolved)
+    return target

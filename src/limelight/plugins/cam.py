@@ -1,7 +1,8 @@
-"""The Grad-CAM family, written once against :class:`limelight.Model` in NumPy.
+"""The Grad-CAM family, written once against :class:`limelight.Model` and its ``xp``.
 
 Each method is a small class that says only how its map is computed from the layer's
-activations ``A`` and gradients ``G`` (both ``(N, h, w, C)``, channels-last); the shared
+activations ``A`` and gradients ``G`` (both ``(N, h, w, C)``, channels-last, backend
+arrays on the model's device); the shared
 :class:`CAMExplainer` base does the rest.
 
 Post-processing (the defaults, each can be turned off for raw maps):
@@ -19,20 +20,17 @@ Grad-CAM (``upsample=False, normalize=False``) equals Captum's ``LayerGradCam`` 
 
 from __future__ import annotations
 
+import abc
 from types import MappingProxyType
 from typing import Any
-
-import abc
-
-import numpy as np
 
 from ..core.errors import LayerError
 from ..core.explainer import Explainer
 from ..core.explanation import Explanation
 from ..core.hookspecs import hookimpl
-from ..core.model import LAYERS
-from ..core.ops import minmax_normalize, resize_bilinear
-from ..core.targets import resolve_targets
+from ..core.model import Array, SupportsGradients, SupportsLayers
+from ..core.ops import minmax_normalize
+from ..core.targets import Target
 
 __all__ = [
     "CAMExplainer",
@@ -43,48 +41,47 @@ __all__ = [
     "LayerCAM",
     "EigenCAM",
     "EigenGradCAM",
+    "principal_projection",
 ]
 
 
 class CAMExplainer(Explainer):
     """Base of the class-activation-map methods: ``values`` are ``(N, H, W)`` maps.
 
-    Subclasses implement :meth:`cam`. Parameters: ``layer`` (None: the backend's default,
-    the last spatial layer), ``relu``, ``upsample``, ``normalize`` (see the module doc).
+    Subclasses implement :meth:`cam` with ``self.xp``. Parameters: ``layer`` (None: the
+    backend's default, the last spatial layer), ``relu``, ``upsample``, ``normalize`` (see
+    the module doc). Maps are computed in float32 on the model's device.
     """
 
     defaults = MappingProxyType({"layer": None, "relu": True, "upsample": True, "normalize": True})
-    requires = frozenset({LAYERS})
+    requires = (SupportsGradients, SupportsLayers)
 
     @abc.abstractmethod
-    def cam(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+    def cam(self, activations: Array, gradients: Array) -> Array:
         """The raw map ``(N, h, w)`` from activations and gradients ``(N, h, w, C)``."""
 
-    def explain(self, x: np.ndarray, targets: np.ndarray | None) -> Explanation:
+    def explain(self, x: Array, target: Target) -> Explanation:
+        model, xp = self.model, self.xp
+        assert isinstance(model, SupportsLayers) and isinstance(model, SupportsGradients)
         layer = self.params["layer"]
-        layer = self.model.default_layer(x) if layer is None else self.model.resolve_layer(layer)
-        grads = self.model.gradients(x, targets, layer)
+        layer = model.default_layer(x) if layer is None else model.resolve_layer(layer)
+        grads = model.gradients(x, target, layer, batch_size=self.batch_size)
         activations = grads.activations
         if activations.ndim != 4:
-            raise self._not_spatial(layer, activations.shape, x)
-        maps = self.cam(activations.astype(np.float32), grads.gradients.astype(np.float32))
-        if self.params["relu"]:
-            maps = np.maximum(maps, 0)
-        if self.params["upsample"] and x.ndim == 4:
-            maps = resize_bilinear(maps, x.shape[1:3])
-        if self.params["normalize"]:
-            maps = minmax_normalize(maps)
-        return Explanation(
-            method=self.name,
-            values=maps.astype(np.float32),
-            targets=resolve_targets(targets, grads.outputs),
-            outputs=grads.outputs,
-            inputs=x,
-            params={**self.params, "layer": layer},
-            framework=self.model.framework,
+            raise self._not_spatial(layer, tuple(activations.shape), x)
+        maps = self.cam(
+            xp.astype(activations, xp.float32, copy=False), xp.astype(grads.gradients, xp.float32, copy=False)
         )
+        if self.params["relu"]:
+            maps = xp.clip(maps, min=0.0)
+        if self.params["upsample"] and x.ndim == 4:
+            maps = model.resize(maps, (int(x.shape[1]), int(x.shape[2])))
+        if self.params["normalize"]:
+            maps = minmax_normalize(maps, xp)
+        return self.result(x, maps, self.classes(target, grads.outputs), grads.outputs, layer=layer)
 
-    def _not_spatial(self, layer: str, shape: tuple[int, ...], x: np.ndarray) -> LayerError:
+    def _not_spatial(self, layer: str, shape: tuple[int, ...], x: Array) -> LayerError:
+        assert isinstance(self.model, SupportsLayers)
         try:
             hint = f", such as the default {self.model.default_layer(x)!r}"
         except LayerError:
@@ -96,107 +93,117 @@ class CAMExplainer(Explainer):
 
 
 class _WeightedCAM(CAMExplainer):
-    """Maps that are a weighted sum of activation channels: ``sum_c w[n, c] * A[n, ..., c]``."""
+    """Maps that are a weighted sum of activation channels: ``Σ_c w[n, c] · A[n, ..., c]``."""
 
     @abc.abstractmethod
-    def weights(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+    def weights(self, activations: Array, gradients: Array) -> Array:
         """Channel weights ``(N, C)``."""
 
-    def cam(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
-        return np.einsum("nhwc,nc->nhw", activations, self.weights(activations, gradients))
+    def cam(self, activations: Array, gradients: Array) -> Array:
+        weights = self.weights(activations, gradients)
+        return self.xp.sum(activations * weights[:, None, None, :], axis=-1)
 
 
 class GradCAM(_WeightedCAM):
-    """Grad-CAM (Selvaraju et al. 2017): weights are spatially averaged gradients."""
+    """Grad-CAM (Selvaraju et al. 2017): ``L = Σ_c mean_hw(∂y/∂A_c) · A_c``.
+
+    >>> limelight.explain(model, x, "gradcam", layer="layer4")   # doctest: +SKIP
+    """
 
     name = "gradcam"
 
-    def weights(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
-        return gradients.mean(axis=(1, 2))
+    def weights(self, activations: Array, gradients: Array) -> Array:
+        return self.xp.mean(gradients, axis=(1, 2))
 
 
 class GradCAMPlusPlus(_WeightedCAM):
-    """Grad-CAM++ (Chattopadhyay et al. 2018), with the usual exp-output closed form."""
+    """Grad-CAM++ (Chattopadhyay et al. 2018), with the usual exp-output closed form:
+    ``α = G² / (2G² + Σ_hw A · G³ + 1e-6)`` (0 where ``G = 0``),
+    ``w_c = Σ_hw relu(G) · α``, ``L = Σ_c w_c · A_c``."""
 
     name = "gradcam++"
 
-    def weights(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+    def weights(self, activations: Array, gradients: Array) -> Array:
+        xp = self.xp
         g2 = gradients**2
         g3 = g2 * gradients
-        sum_a = activations.sum(axis=(1, 2), keepdims=True)
+        sum_a = xp.sum(activations, axis=(1, 2), keepdims=True)
         alpha = g2 / (2 * g2 + sum_a * g3 + 1e-6)
-        alpha = np.where(gradients != 0, alpha, 0)
-        return (np.maximum(gradients, 0) * alpha).sum(axis=(1, 2))
+        alpha = xp.where(gradients != 0, alpha, xp.zeros_like(alpha))
+        return xp.sum(xp.clip(gradients, min=0.0) * alpha, axis=(1, 2))
 
 
 class XGradCAM(_WeightedCAM):
-    """XGrad-CAM (Fu et al. 2020): gradients weighted by normalized activations."""
+    """XGrad-CAM (Fu et al. 2020): ``w_c = Σ_hw G_c · A_c / (Σ_hw A_c + 1e-7)``,
+    ``L = Σ_c w_c · A_c``."""
 
     name = "xgradcam"
 
-    def weights(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
-        sum_a = activations.sum(axis=(1, 2), keepdims=True)
-        return (gradients * activations / (sum_a + 1e-7)).sum(axis=(1, 2))
+    def weights(self, activations: Array, gradients: Array) -> Array:
+        xp = self.xp
+        sum_a = xp.sum(activations, axis=(1, 2), keepdims=True)
+        return xp.sum(gradients * activations / (sum_a + 1e-7), axis=(1, 2))
 
 
 class HiResCAM(CAMExplainer):
-    """HiResCAM (Draelos & Carin 2020): element-wise gradient × activation, summed over channels."""
+    """HiResCAM (Draelos & Carin 2020): ``L = Σ_c G_c ⊙ A_c`` (element-wise)."""
 
     name = "hirescam"
 
-    def cam(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
-        return (gradients * activations).sum(axis=-1)
+    def cam(self, activations: Array, gradients: Array) -> Array:
+        return self.xp.sum(gradients * activations, axis=-1)
 
 
 class LayerCAM(CAMExplainer):
-    """LayerCAM (Jiang et al. 2021): positive gradients × activations, summed over channels."""
+    """LayerCAM (Jiang et al. 2021): ``L = Σ_c relu(G_c) ⊙ A_c``."""
 
     name = "layercam"
 
-    def cam(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
-        return (np.maximum(gradients, 0) * activations).sum(axis=-1)
+    def cam(self, activations: Array, gradients: Array) -> Array:
+        return self.xp.sum(self.xp.clip(gradients, min=0.0) * activations, axis=-1)
 
 
-def principal_projection(features: np.ndarray) -> np.ndarray:
+def principal_projection(xp: Any, features: Array) -> Array:
     """Project each sample's ``(h, w, C)`` features on their first principal component.
 
-    Returns ``(N, h, w)``. An SVD's sign is arbitrary; limelight fixes it so that the
-    projection correlates positively with the channel-mean of ``features`` (the map points
-    where the features are large, not where they are small).
+    Returns ``(N, h, w)`` (computed in float64, returned float32). An SVD's sign is
+    arbitrary; limelight fixes it so that the projection correlates positively with the
+    channel-mean of ``features`` (the map points where the features are large).
     """
-    n, h, w, c = features.shape
-    out = np.zeros((n, h, w), dtype=np.float32)
-    for i in range(n):
-        matrix = np.nan_to_num(features[i].reshape(h * w, c).astype(np.float64))
-        centred = matrix - matrix.mean(axis=0)
-        _, _, vt = np.linalg.svd(centred, full_matrices=False)
-        projection = centred @ vt[0]
-        mean_map = matrix.mean(axis=1)
-        if np.dot(projection - projection.mean(), mean_map - mean_map.mean()) < 0:
-            projection = -projection
-        out[i] = projection.reshape(h, w)
-    return out
+    n, h, w, c = (int(s) for s in features.shape)
+    matrix = xp.reshape(xp.astype(features, xp.float64), (n, h * w, c))
+    matrix = xp.where(xp.isfinite(matrix), matrix, xp.zeros_like(matrix))
+    centred = matrix - xp.mean(matrix, axis=1, keepdims=True)
+    _, _, vt = xp.linalg.svd(centred, full_matrices=False)
+    projection = xp.sum(centred * vt[:, :1, :], axis=-1)  # (N, hw)
+    mean_map = xp.mean(matrix, axis=2)
+    agree = xp.sum(
+        (projection - xp.mean(projection, axis=1, keepdims=True))
+        * (mean_map - xp.mean(mean_map, axis=1, keepdims=True)),
+        axis=1,
+        keepdims=True,
+    )
+    projection = xp.where(agree < 0, -projection, projection)
+    return xp.astype(xp.reshape(projection, (n, h, w)), xp.float32)
 
 
 class EigenCAM(CAMExplainer):
-    """Eigen-CAM (Muhammad & Yeasin 2020): first principal component of the activations.
-
-    Class-agnostic: the map does not depend on the target.
-    """
+    """Eigen-CAM (Muhammad & Yeasin 2020): ``L = A · v₁``, the projection of the centred
+    activations on their first principal component. Class-agnostic."""
 
     name = "eigencam"
 
-    def cam(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
-        return principal_projection(activations)
+    def cam(self, activations: Array, gradients: Array) -> Array:
+        return principal_projection(self.xp, activations)
 
 
 class EigenGradCAM(CAMExplainer):
-    """Eigen-Grad-CAM: first principal component of gradient × activation (class-specific)."""
+    """Eigen-Grad-CAM: first principal component of ``G ⊙ A`` (class-specific)."""
 
     name = "eigengradcam"
 
-    def cam(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
-        return principal_projection(gradients * activations)
+    def cam(self, activations: Array, gradients: Array) -> Array:
+        return principal_projection(self.xp, gradients * activations)
 
 
 BUILTIN_CAMS: tuple[type[CAMExplainer], ...] = (

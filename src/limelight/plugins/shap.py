@@ -1,4 +1,4 @@
-"""The SHAP family, written once against :class:`limelight.Model` in NumPy.
+"""The SHAP family, written once against :class:`limelight.Model` and its ``xp``.
 
 Attributions are ``(N, H, W, C)`` channels-last at input resolution (a trailing ``T`` axis
 when ``(N, T)`` targets are explained); positive values push the explained output up.
@@ -6,7 +6,8 @@ when ``(N, T)`` targets are explained); positive values push the explained outpu
 
 * ``shap-gradient``: expected gradients (shap's GradientExplainer algorithm, same draws).
 * ``shap-deep``: DeepSHAP, DeepLIFT's rescale rule averaged over the background; needs the
-  backend capability ``deeplift``.
+  backend capability :class:`~limelight.core.model.SupportsDeepLift`; runs with
+  ``precision="highest"`` by default (TF32 off), since completeness depends on it.
 * ``shap-partition``: Owen values through shap's own PartitionExplainer and Image masker;
   calls only :meth:`Model.predict`.
 * ``shap``: ``shap-deep`` where the backend and the model's operations allow it, else
@@ -15,24 +16,23 @@ when ``(N, T)`` targets are explained); positive values push the explained outpu
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from ..core.cache import model_cache
 from ..core.errors import FrameworkNotInstalledError, InputError, ParameterError
 from ..core.explainer import Explainer
 from ..core.explanation import Explanation
+from ..core.model import Array, SupportsDeepLift, SupportsGradients
+from ..core.targets import Target
 from ..core.hookspecs import hookimpl
-from ..core.model import DEEPLIFT, GRADIENTS
-from ..core.targets import resolve_targets
 
 __all__ = ["ShapGradient", "ShapDeep", "ShapPartition", "ShapAuto"]
 
-#: Samples (or background rows) per framework call when ``batch_size`` is not given.
+#: Samples (or (input, reference) pairs) per framework call when ``batch_size`` is not given.
 BATCH_SIZE = 50
 
 
@@ -49,222 +49,229 @@ class _ShapExplainer(Explainer):
 
     Work is cut in batches of ``explain(..., batch_size=)`` samples (default
     :data:`BATCH_SIZE`), so peak memory does not grow with ``nsamples`` or the background.
+    Attributions accumulate in float64 on the model's device.
     """
 
     multi_target = True
 
-    def batch_size(self) -> int:
+    def size(self) -> int:
         """Samples per framework call: ``explain(..., batch_size=)``, else :data:`BATCH_SIZE`."""
-        return self.model.batch_size or BATCH_SIZE
+        return self.batch_size or BATCH_SIZE
 
-    def background(self) -> np.ndarray:
-        """The ``background`` parameter in canonical layout (converted once, cached)."""
-        if not hasattr(self, "_background"):
-            given = self.params.get("background")
-            if given is None:
-                raise ParameterError(
-                    f"{self.name} needs background=: a batch of reference inputs, given the way "
-                    "you feed the model (e.g. 50-100 training images)."
-                )
-            self._background = self.model.canonical(given)
-        return self._background
+    def background(self) -> Array:
+        """The ``background`` parameter in canonical layout, on the model's device."""
+        given = self.params.get("background")
+        if given is None:
+            raise ParameterError(
+                f"{self.name} needs background=: a batch of reference inputs, given the way "
+                "you feed the model (e.g. 50-100 training images)."
+            )
+        return self.model.canonical(given)
 
-    def background_outputs(self) -> np.ndarray:
-        """``predict(background)``, cached per model and background contents."""
-        bg = self.background()
-        key = ("background outputs", bg.shape, hashlib.sha1(np.ascontiguousarray(bg).data).hexdigest())
-        cache = model_cache(self.model.native)
-        if key not in cache:
-            cache[key] = self.model.predict(bg)
-        return cache[key]
+    def base_values(self, bg: Array, classes: np.ndarray) -> Array:
+        """Mean output over the background for each explained class: ``(N, T)`` on the device."""
+        xp = self.xp
+        mean = xp.mean(xp.astype(self.model.predict(bg, batch_size=self.size()), xp.float64), axis=0)
+        index = self.model.asarray(classes.reshape(-1))
+        return xp.reshape(xp.take(mean, index, axis=0), classes.shape)
 
     def finish(
-        self, x: np.ndarray, values: np.ndarray, targets: np.ndarray, outputs: np.ndarray,
-        base_values: np.ndarray, single: bool, **extra: Any,
+        self, x: Array, values: Array, classes: np.ndarray, outputs: Array, base: Array, target: Target,
+        **extra: Any,
     ) -> Explanation:
-        """Package ``values (N, T, ...)`` as an Explanation (dropping T for single targets)."""
-        values = np.moveaxis(values, 1, -1).astype(np.float32)
-        if single:
-            values, targets, base_values = values[..., 0], targets[:, 0], base_values[:, 0]
-        params = {k: v for k, v in self.params.items() if k != "background"}
-        return Explanation(
-            method=self.name,
-            values=values,
-            targets=targets,
-            outputs=outputs,
-            inputs=x,
-            base_values=base_values,
-            params={**params, **extra},
-            framework=self.model.framework,
-        )
+        """Package ``values (N, T, ...)`` as an Explanation: ``T`` moved last, dropped for
+        single targets."""
+        xp = self.xp
+        values = xp.moveaxis(values, 1, -1)
+        targets: Any = classes
+        if target.single:
+            values, targets, base = values[..., 0], classes[:, 0], base[:, 0]
+        result = self.result(x, values, targets, outputs, base_values=base, **extra)
+        return replace(result, params={k: v for k, v in result.params.items() if k != "background"})
 
-
-def _columns(targets: np.ndarray | None, outputs: np.ndarray) -> tuple[np.ndarray, bool]:
-    resolved = resolve_targets(targets, outputs)
-    return resolved.reshape(len(resolved), -1), resolved.ndim == 1
+    def pairs(self, n: int, m: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All ``(row, reference)`` index pairs of ``n`` inputs and ``m`` references, row
+        by row, in batches of :meth:`size`."""
+        rows, refs = np.divmod(np.arange(n * m), m)
+        for start in range(0, n * m, self.size()):
+            yield rows[start : start + self.size()], refs[start : start + self.size()]
 
 
 class ShapGradient(_ShapExplainer):
-    """Expected gradients (shap's GradientExplainer): E[(x - x') ⊙ ∇f(x' + t(x - x'))].
+    """Expected gradients (shap's GradientExplainer): ``φ = E[(x - x') ⊙ ∇f(x' + t(x - x'))]``.
 
     Draws follow shap's order exactly: for each row, for each sample, ``choice`` of a
     background row, then ``uniform`` for t, then (with ``local_smoothing``) Gaussian noise
-    added to x, all from ``numpy.random.RandomState(seed)``. So a seeded run equals
-    ``shap.GradientExplainer(...).shap_values(x, nsamples, rseed=seed)`` and gives the same
-    values for a torch model and its Keras twin. One forward pass serves all targets.
+    added to x, all from ``numpy.random.RandomState(seed)`` on the host; the points are
+    built and the gradients taken on the model's device, a batch at a time. So a seeded run
+    equals ``shap.GradientExplainer(...).shap_values(x, nsamples, rseed=seed)`` and gives
+    the same values for a torch model and its Keras twin. One forward pass serves all
+    targets.
     """
 
     name = "shap-gradient"
-    requires = frozenset({GRADIENTS})
+    requires = (SupportsGradients,)
     defaults = MappingProxyType(
         {"background": None, "nsamples": 200, "seed": None, "local_smoothing": 0.0}
     )
 
-    def _draws(self, x: np.ndarray, bg: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """(row, sample point, x - x') in shap's draw order, one sample at a time."""
+    def _draws(self, n: int, n_bg: int, shape: tuple[int, ...]) -> Iterator[tuple[np.ndarray, ...]]:
+        """Batches of ``(rows, background rows, t, noise or None)`` in shap's draw order."""
         rng = np.random.RandomState(self.params["seed"])
         smoothing = float(self.params["local_smoothing"])
-        for row in range(len(x)):
+        batch: list[tuple[int, int, float, Any]] = []
+        for row in range(n):
             for _ in range(int(self.params["nsamples"])):
-                ref = bg[rng.choice(len(bg))].astype(np.float64)
+                ref = rng.choice(n_bg)
                 t = rng.uniform()
-                point = x[row].astype(np.float64)
-                if smoothing > 0:
-                    point = point + rng.randn(*point.shape) * smoothing
-                yield row, t * point + (1 - t) * ref, point - ref
+                noise = rng.randn(*shape) * smoothing if smoothing > 0 else None
+                batch.append((row, ref, t, noise))
+                if len(batch) == self.size():
+                    yield self._stack(batch)
+                    batch = []
+        if batch:
+            yield self._stack(batch)
 
-    def explain(self, x: np.ndarray, targets: np.ndarray | None) -> Explanation:
-        nsamples, batch_size = int(self.params["nsamples"]), self.batch_size()
+    @staticmethod
+    def _stack(batch: list[tuple[int, int, float, Any]]) -> tuple[np.ndarray, ...]:
+        rows, refs, ts, noise = zip(*batch, strict=True)
+        stacked = None if noise[0] is None else np.stack(noise)
+        return np.array(rows), np.array(refs), np.array(ts), stacked  # type: ignore[return-value]
+
+    def explain(self, x: Array, target: Target) -> Explanation:
+        model, xp = self.model, self.xp
+        assert isinstance(model, SupportsGradients)
+        nsamples = int(self.params["nsamples"])
         if nsamples < 1:
             raise ParameterError(f"nsamples must be a positive int, got {nsamples}.")
         bg = self.background()
-        outputs = self.model.predict(x)
-        columns, single = _columns(targets, outputs)
-        phis = np.zeros((len(x), columns.shape[1], *x.shape[1:]), np.float64)
-        batch: list[tuple[int, np.ndarray, np.ndarray]] = []
-        for draw in self._draws(x, bg):
-            batch.append(draw)
-            if len(batch) == batch_size:
-                self._accumulate(batch, columns, phis)
-                batch = []
-        if batch:
-            self._accumulate(batch, columns, phis)
-        phis /= nsamples
-        base = self.background_outputs().mean(axis=0)[columns]
-        return self.finish(x, phis, columns, outputs, base, single)
-
-    def _accumulate(self, batch: list[Any], columns: np.ndarray, phis: np.ndarray) -> None:
-        rows = np.array([row for row, _, _ in batch])
-        points = np.stack([point for _, point, _ in batch]).astype(np.float32)
-        deltas = np.stack([delta for _, _, delta in batch])
-        grads = self.model.multi_gradients(points, columns[rows]).gradients  # (b, T, ...)
-        for i, row in enumerate(rows):  # in draw order, in float64 (np.add.at is 25x slower)
-            for t in range(grads.shape[1]):
-                phis[row, t] += grads[i, t] * deltas[i]
+        outputs = model.predict(x, batch_size=self.size())
+        target, classes = self.fix_target(target, outputs)
+        x64, bg64 = xp.astype(x, xp.float64), xp.astype(bg, xp.float64)
+        phis = xp.zeros((int(x.shape[0]), classes.shape[1], *x.shape[1:]), dtype=xp.float64)
+        for rows, refs, ts, noise in self._draws(int(x.shape[0]), int(bg.shape[0]), tuple(x.shape[1:])):
+            rows_d = model.asarray(rows)
+            points = xp.take(x64, rows_d, axis=0)
+            if noise is not None:
+                points = points + model.asarray(noise, like=x64)
+            references = xp.take(bg64, model.asarray(refs), axis=0)
+            t = xp.reshape(model.asarray(ts, like=x64), (-1, *([1] * (x.ndim - 1))))
+            samples = xp.astype(t * points + (1 - t) * references, x.dtype)
+            grads = model.gradients(samples, target[rows], batch_size=None).gradients
+            if target.single:
+                grads = grads[:, None]
+            phis = model.index_add(phis, rows_d, xp.astype(grads, xp.float64) * (points - references)[:, None])
+        phis = phis / nsamples
+        return self.finish(x, phis, classes, outputs, self.base_values(bg, classes), target)
 
 
 class ShapPartition(_ShapExplainer):
     """Owen values with shap's own ``PartitionExplainer`` and ``shap.maskers.Image``.
 
-    Model-agnostic: calls only :meth:`Model.predict`, so it works for any backend. ``mask``
-    is shap's mask spec (``"blur(32,32)"``, ``"inpaint_telea"``, ...) or a constant value.
-    Completeness is exact: values sum to ``f(x) - f(fully masked x)`` (``base_values``).
-    Deterministic for a given input; ``seed`` is passed on for maskers that sample.
+    Model-agnostic: calls only :meth:`Model.predict`, so it works for any backend. shap's
+    maskers work on the host: each masked batch goes to the device, and only the explained
+    columns come back. ``mask`` is shap's mask spec (``"blur(32,32)"``, ``"inpaint_telea"``,
+    ...) or a constant value. Completeness is exact: values sum to ``f(x) - f(fully masked
+    x)`` (``base_values``). Deterministic for a given input; ``seed`` is passed on for
+    maskers that sample.
     """
 
     name = "shap-partition"
-    requires = frozenset()
+    requires = ()
     defaults = MappingProxyType({"mask": "blur(32,32)", "max_evals": 500, "seed": 0})
 
-    def explain(self, x: np.ndarray, targets: np.ndarray | None) -> Explanation:
+    def explain(self, x: Array, target: Target) -> Explanation:
         shap = _shap()
+        model, xp = self.model, self.xp
         if x.ndim != 4:
-            raise InputError(f"{self.name} explains images (N, H, W, C); got shape {x.shape}.")
-        outputs = self.model.predict(x)
-        columns, single = _columns(targets, outputs)
+            raise InputError(f"{self.name} explains images (N, H, W, C); got shape {tuple(x.shape)}.")
+        outputs = model.predict(x, batch_size=self.size())
+        target, classes = self.fix_target(target, outputs)
+        host = model.to_numpy(x)
         mask = self.params["mask"]
-        values = np.zeros((len(x), columns.shape[1], *x.shape[1:]), np.float64)
-        base = np.zeros(columns.shape, np.float64)
-        for row in range(len(x)):
-            wanted = columns[row]
+        values = np.zeros((len(host), classes.shape[1], *host.shape[1:]), np.float64)
+        base = np.zeros(classes.shape, np.float64)
+        for row in range(len(host)):
+            wanted = model.asarray(classes[row])
 
-            def f(batch: np.ndarray, wanted: np.ndarray = wanted) -> np.ndarray:
-                return self.model.predict(np.asarray(batch, np.float32))[:, wanted]
+            def f(batch: np.ndarray, wanted: Array = wanted) -> np.ndarray:
+                out = model.predict(model.asarray(np.asarray(batch, host.dtype), like=x))
+                return model.to_numpy(xp.take(out, wanted, axis=1))
 
             # A fresh masker per image: shap's Image masker caches the blurred input by id(),
             # and our per-row slices can reuse an id, which silently blurs the wrong image.
-            masker = shap.maskers.Image(mask, x.shape[1:])
+            masker = shap.maskers.Image(mask, host.shape[1:])
             explainer = shap.PartitionExplainer(f, masker, seed=self.params["seed"])
             result = explainer(
-                x[row : row + 1],
+                host[row : row + 1],
                 max_evals=int(self.params["max_evals"]),
-                batch_size=self.batch_size(),
+                batch_size=self.size(),
                 silent=True,
             )
             values[row] = np.moveaxis(np.asarray(result.values[0]), -1, 0)
             base[row] = np.asarray(result.base_values[0])
-        return self.finish(x, values, columns, outputs, base, single)
+        return self.finish(x, model.asarray(values), classes, outputs, model.asarray(base), target)
 
 
 class ShapDeep(_ShapExplainer):
     """DeepSHAP: DeepLIFT's rescale rule with each background row as the reference,
-    averaged over the background. Needs the backend capability ``deeplift``; an operation
-    the rule cannot handle raises :class:`~limelight.core.errors.UnsupportedError` naming it.
-    Completeness: values sum to ``f(x) - mean f(background)``.
+    averaged over the background: ``φ = mean_r m(x, r) ⊙ (x - r)``. Needs
+    :class:`~limelight.core.model.SupportsDeepLift`; an operation the rule cannot handle
+    raises :class:`~limelight.core.errors.UnsupportedError` naming it. Completeness: values
+    sum to ``f(x) - mean f(background)``. The (input, reference) pairs of all rows run in
+    batches of ``batch_size`` pairs, with TF32 off unless ``precision="default"``.
     """
 
     name = "shap-deep"
-    requires = frozenset({DEEPLIFT})
+    requires = (SupportsDeepLift,)
     defaults = MappingProxyType({"background": None})
+    full_precision = True
 
-    def explain(self, x: np.ndarray, targets: np.ndarray | None) -> Explanation:
+    def explain(self, x: Array, target: Target) -> Explanation:
+        model, xp = self.model, self.xp
+        assert isinstance(model, SupportsDeepLift)
         bg = self.background()
-        batch_size = self.batch_size()
-        outputs = self.model.predict(x)
-        columns, single = _columns(targets, outputs)
-        phis = np.zeros((len(x), columns.shape[1], *x.shape[1:]), np.float64)
-        for row in range(len(x)):
-            for start in range(0, len(bg), batch_size):
-                refs = bg[start : start + batch_size]
-                points = np.repeat(x[row : row + 1], len(refs), axis=0)
-                multipliers = self.model.deeplift_gradients(points, refs, np.repeat(columns[row : row + 1], len(refs), 0))
-                deltas = (points.astype(np.float64) - refs)[:, None]
-                phis[row] += (multipliers.astype(np.float64) * deltas).sum(axis=0)
-        phis /= len(bg)
-        base = self.background_outputs().mean(axis=0)[columns]
-        return self.finish(x, phis, columns, outputs, base, single)
+        outputs = model.predict(x, batch_size=self.size())
+        target, classes = self.fix_target(target, outputs)
+        phis = xp.zeros((int(x.shape[0]), classes.shape[1], *x.shape[1:]), dtype=xp.float64)
+        for rows, refs in self.pairs(int(x.shape[0]), int(bg.shape[0])):
+            rows_d = model.asarray(rows)
+            points = xp.take(x, rows_d, axis=0)
+            references = xp.take(bg, model.asarray(refs), axis=0)
+            multipliers = model.deeplift_gradients(points, references, target[rows], batch_size=None)
+            deltas = xp.astype(points, xp.float64) - xp.astype(references, xp.float64)
+            phis = model.index_add(phis, rows_d, xp.astype(multipliers, xp.float64) * deltas[:, None])
+        phis = phis / int(bg.shape[0])
+        return self.finish(x, phis, classes, outputs, self.base_values(bg, classes), target)
 
 
 class ShapAuto(Explainer):
-    """What the classic notebook does by hand: ``shap-deep`` when the backend has the
-    ``deeplift`` capability and the model has only supported operations, else
-    ``shap-gradient``. The choice is recorded in ``params["algorithm"]``."""
+    """What the classic notebook does by hand: ``shap-deep`` when the backend supports
+    DeepLIFT and the model has only supported operations, else ``shap-gradient``. The
+    choice is recorded in ``params["algorithm"]``."""
 
     name = "shap"
     multi_target = True
     defaults = MappingProxyType({**ShapGradient.defaults, **ShapDeep.defaults})
 
-    def explain(self, x: np.ndarray, targets: np.ndarray | None) -> Explanation:
+    def explain(self, x: Array, target: Target) -> Explanation:
         chosen: type[_ShapExplainer] = ShapGradient
         reason = f"the {self.model.framework} backend has no DeepLIFT capability"
-        if self.model.supports(DEEPLIFT):
+        if isinstance(self.model, SupportsDeepLift):
             unsupported = self.model.deeplift_unsupported(x)
             if not unsupported:
                 chosen, reason = ShapDeep, "every operation has a DeepLIFT rule"
             else:
                 reason = "no DeepLIFT rule for " + ", ".join(unsupported)
         params = {k: v for k, v in self.params.items() if k in chosen.defaults}
-        exp = chosen(self.model, **params).explain(x, targets)
-        return Explanation(
-            method=self.name,
-            values=exp.values,
-            targets=exp.targets,
-            outputs=exp.outputs,
-            inputs=exp.inputs,
-            base_values=exp.base_values,
-            params={**exp.params, "algorithm": chosen.name, "reason": reason},
-            framework=exp.framework,
-        )
+        inner = chosen(self.model, batch_size=self.batch_size, precision=self._precision, **params)
+        with self.model.precision(inner.params["precision"]):
+            exp = inner.explain(x, target)
+        return replace(exp, method=self.name, params={**exp.params, "algorithm": chosen.name, "reason": reason})
+
+    def __init__(self, model: Any, *, batch_size: int | None = None, **params: Any) -> None:
+        self._precision = params.get("precision", "auto")  # resolved by the chosen method
+        super().__init__(model, batch_size=batch_size, **params)
 
 
 @hookimpl(trylast=True)
