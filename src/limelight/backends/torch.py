@@ -149,7 +149,8 @@ class TorchModel(Model):
 
     def asarray(self, a: Any, like: Array | None = None) -> torch_types.Tensor:
         device, dtype = (like.device, like.dtype) if like is not None else self._device_dtype()
-        tensor = torch.as_tensor(np.asarray(a))
+        host = np.asarray(a)
+        tensor = torch.as_tensor(host if host.flags.writeable else host.copy())  # torch wants writable memory
         if tensor.is_floating_point():
             return tensor.to(device=device, dtype=dtype, non_blocking=True)
         return tensor.to(device=device, non_blocking=True)

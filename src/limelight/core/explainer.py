@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .errors import ParameterError, UnsupportedError
-from .explanation import Explanation
+from .explanation import Explanation, owned
 from .model import PRECISIONS, Array, Model, check_batch_size
 from .targets import Classes, Target, TargetsLike, resolve_target
 
@@ -117,14 +117,16 @@ class Explainer(abc.ABC):
         """Package backend arrays as an :class:`Explanation` (the only host copies): values
         as float32, ``classes`` ``(N,)``/``(N, T)``, this explainer's params updated with
         ``params``."""
-        to_numpy = self.model.to_numpy
+        def host(a: Any, dtype: Any) -> np.ndarray:
+            return owned(self.model.to_numpy(a), dtype)
+
         return Explanation(
             method=self.name,
-            values=to_numpy(values).astype(np.float32, copy=False),
-            targets=to_numpy(classes),
-            outputs=to_numpy(outputs),
-            inputs=to_numpy(x),
-            base_values=None if base_values is None else to_numpy(base_values),
+            values=host(values, np.float32),
+            targets=host(classes, np.int64),
+            outputs=host(outputs, np.float32),
+            inputs=host(x, None),
+            base_values=None if base_values is None else host(base_values, None),
             params={**self.params, **params},
             framework=self.model.framework,
         )

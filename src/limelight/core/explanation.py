@@ -18,7 +18,18 @@ _ARRAYS = ("values", "targets", "outputs", "inputs", "base_values")
 
 
 def _frozen_array(a: Any, dtype: Any = None) -> np.ndarray:
+    """A read-only copy of ``a``; an array that already owns read-only memory (what
+    :func:`owned` makes) is taken as it is, which spares large results a second host copy."""
+    if isinstance(a, np.ndarray) and a.flags.owndata and not a.flags.writeable and (dtype is None or a.dtype == dtype):
+        return a
     arr = np.array(a, dtype=dtype, copy=True)
+    arr.setflags(write=False)
+    return arr
+
+
+def owned(a: Any, dtype: Any = None) -> np.ndarray:
+    """A read-only NumPy array that owns its memory (one copy), ready for :class:`Explanation`."""
+    arr = np.array(a, dtype=dtype, copy=True, order="C")
     arr.setflags(write=False)
     return arr
 

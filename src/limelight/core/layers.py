@@ -40,6 +40,7 @@ def pick_default_layer(
             "this model has no layer with a spatial (h, w, channels) output that runs once per "
             "forward; pass layer= explicitly (Model.layers() lists the names)."
         )
+    assert shape is not None  # _is_spatial(None) is False
     chosen, chosen_shape = name, tuple(shape)
     for inner, inner_shape in reversed(finished[:index]):
         if not inner.startswith(chosen + separator) or inner_shape is None:
