@@ -103,7 +103,7 @@ def copy_weights(torch_layers, keras_layers) -> None:
 def quick_params(method: str, background) -> dict:
     """The cheapest parameters that run ``method`` (for tests that loop over every method):
     the benchmark's settings with fewer samples and evaluations."""
-    from limelight.demo.benchmark import method_params
+    from limelight.evaluation.benchmark import method_params
 
     params = method_params(method, background)
     if "nsamples" in params:

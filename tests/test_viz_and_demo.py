@@ -71,7 +71,7 @@ def test_demo_command_writes_report(tmp_path):
 
 
 def test_benchmark_tables_agree_between_frameworks():
-    from limelight.demo.benchmark import reading, run
+    from limelight.evaluation.benchmark import reading, run
 
     results = run(n_images=6, methods=["gradcam", "shap-deep"], seeds=1)
     torch_table, keras_table = results["PyTorch"].table(), results["Keras"].table()

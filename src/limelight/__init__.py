@@ -8,15 +8,14 @@
 from __future__ import annotations
 
 from . import plugins  # callable: limelight.plugins() lists the installed plugins
+from ._version import __version__
 from .core.api import explain, explainers, wrap
 from .core.errors import LimelightError
-from .core.evaluate import evaluate
 from .core.explainer import Explainer
 from .core.explanation import Explanation
 from .core.hookspecs import hookimpl
 from .core.model import Gradients, Model
-
-__version__ = "0.1.0"
+from .evaluation.table import evaluate
 
 __all__ = [
     "Explainer",
@@ -25,8 +24,8 @@ __all__ = [
     "LimelightError",
     "Model",
     "__version__",
-    "explain",
     "evaluate",
+    "explain",
     "explainers",
     "hookimpl",
     "plugins",

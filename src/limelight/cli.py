@@ -45,7 +45,7 @@ def _explain(args: argparse.Namespace) -> int:
 
     from . import io
     from .core.api import explain
-    from .core.loading import load_model
+    from .zoo.specs import load_model
 
     images = [io.load_image(path) for path in args.images]  # missing / non-image files fail here
     loaded = load_model(args.model, args.weights)
@@ -63,9 +63,9 @@ def _explain(args: argparse.Namespace) -> int:
         results[method] = explain(loaded.model, fed, name, targets=targets, layer=args.layer, **params)
         timings[method] = round(time.perf_counter() - start, 3)
 
-    from .viz import comparison_grid
-
     import matplotlib.pyplot as plt
+
+    from .viz import comparison_grid
 
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -78,7 +78,8 @@ def _explain(args: argparse.Namespace) -> int:
             fig = exp.plot(index=index, class_names=names)
             fig.savefig(out / f"{pathlib.Path(args.images[index]).stem}_{method}.png", dpi=110)
             plt.close(fig)
-    np.savez_compressed(out / "values.npz", **{m: e.values for m, e in results.items()})
+    values: dict[str, Any] = {m: e.values for m, e in results.items()}
+    np.savez_compressed(out / "values.npz", **values)
     first = next(iter(results.values()))
     label = (lambda k: names[k]) if names else str
     summary = {
@@ -110,7 +111,7 @@ def _method(name: str) -> tuple[str, dict[str, Any]]:
 def _benchmark(args: argparse.Namespace) -> int:
     import pathlib
 
-    from .demo.benchmark import report, run
+    from .evaluation.benchmark import report, run
 
     text = report(run(n_images=args.images, seeds=args.seeds))
     print(text)

@@ -2,8 +2,8 @@
 (with its inverse, for display).
 
 Loaded images are ``(H, W, 3)`` float32 RGB in [0, 1]. Presets turn a batch ``(N, H, W, 3)``
-into what a model is fed, using each framework's own preprocessing code (built by the
-backends, so this module holds no framework code):
+into what a model is fed, using each framework's own preprocessing code (built by
+:mod:`limelight.zoo.presets`, so this module holds no framework code):
 
 * ``"torchvision"``: torchvision's ImageNet classification transform (resize 256, centre crop
   224, normalize with its mean/std); output NCHW.
@@ -25,7 +25,7 @@ import numpy as np
 
 from .core.errors import FrameworkNotInstalledError, InputError
 
-__all__ = ["load_image", "load_images", "Preset", "preset", "PRESETS"]
+__all__ = ["PRESETS", "Preset", "load_image", "load_images", "preset"]
 
 PRESETS = ("torchvision", "caffe", "tf", "torch")
 
@@ -132,11 +132,11 @@ class Preset:
 def preset(name: str) -> Preset:
     """The preset called ``name`` (one of :data:`PRESETS`)."""
     if name == "torchvision":
-        from .backends.torch import imagenet_transform
+        from .zoo.presets import imagenet_transform
 
         return Preset("torchvision", "NCHW", imagenet_transform())
     if name in ("caffe", "tf", "torch"):
-        from .backends.tensorflow import keras_preprocess
+        from .zoo.presets import keras_preprocess
 
         return Preset(name, "NHWC", keras_preprocess(name))
     raise InputError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")

@@ -4,15 +4,17 @@ comparison grid. Importing this module imports matplotlib; no framework."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .core.errors import FrameworkNotInstalledError
-from .core.explanation import Explanation
 from .core.ops import displayable
 
-__all__ = ["overlay", "plot", "comparison_grid", "shap_colormap"]
+if TYPE_CHECKING:  # explanation.py imports this module (Explanation.plot): no run-time cycle
+    from .core.explanation import Explanation
+
+__all__ = ["comparison_grid", "overlay", "plot", "shap_colormap"]
 
 
 def _pyplot() -> Any:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import limelight
-from limelight import Explainer, Explanation, Gradients, Model
+from limelight import Explainer, Gradients
 from limelight.core.errors import (
     ParameterError,
     PluginError,
@@ -17,6 +17,7 @@ from limelight.core.errors import (
     UnsupportedError,
     UnsupportedModelError,
 )
+from limelight.core.model import NumpyModel, SupportsGradients, SupportsLayers
 
 PLUGIN = '''
 import numpy as np
@@ -64,6 +65,49 @@ def test_builtins_are_ordinary_plugins():
     assert infos["limelight.backends.torch"].backend and infos["limelight.backends.tensorflow"].backend
     assert all(p.source == "builtin" and p.error is None for p in infos.values())
     assert set(limelight.explainers()) >= {"gradcam", "gradcam++", "eigencam"}
+    assert {"deletion", "road-morf", "pointing-game"} <= set(infos["limelight.evaluation.metrics"].metrics)
+    assert all(infos[f"limelight.zoo.{name}"].loader for name in ("torch", "keras", "specs"))
+
+
+METRIC_PLUGIN = """
+import numpy as np
+from limelight.evaluation import Metric
+
+
+class Ones(Metric):
+    name = "ones"
+
+    def score(self, maps, **_):
+        return np.ones(len(maps))
+
+
+@limelight_hookimpl
+def limelight_register_metrics(register):
+    register({registered})
+"""
+
+
+@pytest.mark.parametrize(("registered", "ok"), [("Ones", True), ("int", False)])
+def test_metric_plugins_register_metric_subclasses_only(site, registered, ok):
+    source = "from limelight import hookimpl as limelight_hookimpl\n" + METRIC_PLUGIN.format(registered=registered)
+    module = f"extra_metrics_{registered.lower()}"  # a fresh module per case (sys.modules caches)
+    install_plugin(site, "extra", {"extra": module}, {module: source})
+    if ok:
+        assert limelight.core.registry.registry.metrics()["ones"]()(np.zeros((2, 3, 3))).tolist() == [1.0, 1.0]
+    else:
+        with pytest.warns(PluginWarning, match=r"'extra' failed to register metrics.*not a Metric subclass"):
+            assert "ones" not in limelight.core.registry.registry.metrics()
+
+
+@pytest.mark.parametrize(
+    ("disabled", "gone"),
+    [("limelight.plugins.metrics", "limelight.evaluation.metrics"), ("limelight.core.loading", "limelight.zoo.specs")],
+)
+def test_former_builtin_names_still_disable(fresh_registry, monkeypatch, disabled, gone):
+    monkeypatch.setenv("LIMELIGHT_DISABLE_PLUGINS", disabled)
+    assert gone not in {p.name for p in limelight.plugins()}
+    if gone == "limelight.evaluation.metrics":
+        assert "deletion" not in fresh_registry.metrics()
 
 
 def test_entry_point_plugin_is_discovered_and_broken_one_skipped(site):
@@ -120,7 +164,7 @@ def test_unknown_method_lists_close_names():
 
 
 def test_unknown_parameter_lists_accepted_ones():
-    with pytest.raises(ParameterError, match=r"does not accept smoothing.*layer, normalize, relu, upsample"):
+    with pytest.raises(ParameterError, match=r"does not accept smoothing.*layer, normalize, precision, relu, upsample"):
         limelight.explain(LinearModel(np.ones(3)), np.zeros((1, 3)), method="gradcam", smoothing=3)
 
 
@@ -129,30 +173,30 @@ def test_unwrappable_model():
         limelight.explain({}, np.zeros((1, 3)))
 
 
-class LinearModel(Model):
-    """f(x) = x @ w with flat inputs; provides input gradients but no layers."""
-
-    framework = "numpy"
-    capabilities = frozenset({"gradients"})
+class LinearModel(NumpyModel):
+    """f(x) = [x @ w, -(x @ w)] with flat inputs; provides input gradients but no layers."""
 
     def __init__(self, w):
         super().__init__(w)
         self.calls = 0
 
-    def predict(self, x):
+    def predict(self, x, *, batch_size=None):
         self.calls += 1
         return np.stack([x @ self.native, -(x @ self.native)], axis=1).astype(np.float32)
 
-    def gradients(self, x, targets, layer=None):
+    def gradients(self, x, target, layer=None, *, batch_size=None):
         self.calls += 1
         outputs = self.predict(x)
-        sign = np.where(np.asarray(targets) == 0, 1.0, -1.0)[:, None]
+        target = target.check(outputs.shape[1])
+        classes = np.asarray(target.classes(self.xp, outputs, *target.data()))[:, 0]
+        sign = np.where(classes == 0, 1.0, -1.0)[:, None]
         return Gradients(outputs, x, sign * self.native[None, :])
 
 
 def test_missing_capability_fails_before_any_work():
     model = LinearModel(np.ones(3))
-    with pytest.raises(UnsupportedError, match=r"'gradcam' needs the backend capability layers.*numpy"):
+    assert isinstance(model, SupportsGradients) and not isinstance(model, SupportsLayers)
+    with pytest.raises(UnsupportedError, match=r"'gradcam' needs the backend capability SupportsLayers.*numpy"):
         limelight.explain(model, np.zeros((2, 3)), method="gradcam")
     assert model.calls == 0
 
@@ -160,13 +204,14 @@ def test_missing_capability_fails_before_any_work():
 def test_an_explainer_written_once_runs_on_any_backend():
     class InputTimesGradient(Explainer):
         name = "input-x-gradient"
-        requires = frozenset({"gradients"})
+        requires = (SupportsGradients,)
 
-        def explain(self, x, targets):
-            g = self.model.gradients(x, targets)
-            return Explanation(method=self.name, values=g.activations * g.gradients, targets=targets, outputs=g.outputs)
+        def explain(self, x, target):
+            g = self.model.gradients(x, target, batch_size=self.batch_size)
+            return self.result(x, g.activations * g.gradients, self.classes(target, g.outputs), g.outputs)
 
     w = np.array([1.0, -2.0, 3.0])
     x = np.array([[1.0, 1.0, 1.0], [2.0, 0.0, -1.0]])
-    exp = InputTimesGradient(LinearModel(w)).explain(x.astype(np.float32), np.array([0, 1]))
+    exp = InputTimesGradient(LinearModel(w))(x.astype(np.float32), np.array([0, 1]))
     np.testing.assert_allclose(exp.values, [w * x[0], -w * x[1]])
+    assert exp.targets.tolist() == [0, 1]

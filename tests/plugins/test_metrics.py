@@ -5,8 +5,8 @@ import pytest
 
 import limelight
 from limelight.core.errors import InputError, ParameterError
-from limelight.core.metric import relevance_map
 from limelight.core.registry import registry
+from limelight.evaluation import Evaluation, relevance_map
 
 MASK = np.zeros((1, 8, 8), bool)
 MASK[0, 2:4, 5:7] = True  # 4 pixels of 64
@@ -16,6 +16,11 @@ UNIFORM = np.ones((1, 8, 8))
 
 def metric(name, **params):
     return registry.metrics()[name](**params)
+
+
+def predicted(model, x):
+    """Each image's predicted class (host ints) for a wrapped model and NHWC host images."""
+    return model.to_numpy(model.predict(model.asarray(x))).argmax(1)
 
 
 def test_a_map_on_the_mask_scores_one():
@@ -51,7 +56,7 @@ def test_deletion_best_first_beats_worst_first_on_the_demo_model():
     data = datasets.shapes(16, seed=11)
     model = limelight.wrap(demo.torch_model())
     x = data.images
-    targets = model.predict(x).argmax(1)
+    targets = predicted(model, x)
     good = np.where(data.masks, 1.0, 0.0) + 0.01 * np.random.RandomState(0).rand(*data.masks.shape)
     worst = -good
     deletion, insertion = metric("deletion"), metric("insertion")
@@ -68,7 +73,7 @@ def test_torch_and_keras_twins_give_the_same_metric_values():
     data = datasets.shapes(8, seed=12)
     maps = relevance_map(limelight.explain(demo.keras_model(), data.images, "gradcam"))
     t, k = limelight.wrap(demo.torch_model()), limelight.wrap(demo.keras_model())
-    targets = t.predict(data.images).argmax(1)
+    targets = predicted(t, data.images)
     for name in ("deletion", "insertion"):
         a = metric(name)(maps, x=data.images, targets=targets, model=t)
         b = metric(name)(maps, x=data.images, targets=targets, model=k)
@@ -118,7 +123,7 @@ def test_randomised_copies_are_twins_and_leave_the_model_alone():
     torch = pytest.importorskip("torch")
     pytest.importorskip("keras")
     from limelight import datasets, demo
-    from limelight.core.sanity import cascading_randomization
+    from limelight.evaluation.sanity import cascading_randomization
 
     tm, km = demo.torch_model(), demo.keras_model()
     before = [p.detach().clone() for p in tm.parameters()]
@@ -139,13 +144,13 @@ def test_complexity_is_the_entropy_of_the_map():
 def test_confidence_drop_and_increase_and_blur_baseline():
     pytest.importorskip("torch")
     from limelight import datasets, demo
-    from limelight.plugins.metrics import _box_blur
+    from limelight.evaluation.faithfulness import _box_blur
 
     constant = np.full((1, 6, 6, 3), 0.4, np.float32)
     np.testing.assert_allclose(_box_blur(constant, 2), constant, rtol=1e-6)
     data = datasets.shapes(8, seed=16)
     model = limelight.wrap(demo.torch_model())
-    targets = model.predict(data.images).argmax(1)
+    targets = predicted(model, data.images)
     keep_all = np.ones(data.masks.shape)
     keep_all[:, 0, 0] = 0  # min-max -> all ones except one pixel
     drop = metric("confidence-drop")(keep_all, x=data.images, targets=targets, model=model)
@@ -165,7 +170,7 @@ def test_road_most_relevant_first_beats_least_relevant_first_on_the_mask():
 
     data = datasets.shapes(12, seed=17)
     model = limelight.wrap(demo.torch_model())
-    targets = model.predict(data.images).argmax(1)
+    targets = predicted(model, data.images)
     oracle = np.where(data.masks, 1.0, 0.0) + 0.01 * np.random.RandomState(0).rand(*data.masks.shape)
     fractions = {"fractions": (0.1, 0.3, 0.5)}
     morf = metric("road-morf", **fractions)(oracle, x=data.images, targets=targets, model=model)
@@ -198,7 +203,7 @@ def test_evaluate_reports_completeness_for_additive_methods_only():
     assert table["shap-deep"]["completeness"] < 1e-4  # DeepSHAP sums to f(x) - E f(bg)
     assert np.isnan(table["gradcam"]["completeness"]) and np.isnan(table["random"]["completeness"])
     assert "| gradcam | — |" in ev.to_markdown()
-    both = limelight.core.evaluate.Evaluation.concatenate([ev, ev])
+    both = Evaluation.concatenate([ev, ev])
     assert both.scores["gradcam"]["sparseness"].shape == (12,)
     assert both.table()["gradcam"]["sparseness"] == pytest.approx(table["gradcam"]["sparseness"])
 

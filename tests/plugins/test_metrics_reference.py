@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 from limelight.core.registry import registry
-from limelight.core.sanity import spearman
-from limelight.plugins.metrics import noisy_linear_imputation
+from limelight.evaluation import noisy_linear_imputation, spearman
 
 
 def _masks_and_maps(n=12, size=16, seed=0):

@@ -1,25 +1,45 @@
 """The hook specifications of limelight's plugin system (pluggy project ``"limelight"``).
 
 A plugin is any module or object with functions named like the hooks below, marked with
-``@limelight.hookimpl``, registered through the ``limelight`` entry-point group.
+``@limelight.hookimpl``, registered through the ``limelight`` entry-point group. The types
+the hooks return that are not defined elsewhere in core (:class:`LoadedModel`) live here,
+so this module imports nothing of limelight at run time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
     from .explainer import Explainer
-    from .loading import LoadedModel
     from .model import Model
+
+__all__ = ["PROJECT", "LoadedModel", "hookimpl", "hookspec"]
 
 PROJECT = "limelight"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What :func:`limelight_load_model` returns: a loaded model with what is known about
+    feeding and reading it.
+
+    ``preprocess`` maps ``(N, H, W, 3)`` RGB in [0, 1] to what the model is fed (None: feed
+    as is, channels-last for Keras / channels-first for torch); ``input_size`` is ``(H, W)``.
+    """
+
+    model: Any
+    framework: str
+    class_names: Sequence[str] | None = None
+    preprocess: Callable[[Any], Any] | None = None
+    input_size: tuple[int, int] | None = None
 
 
 @hookspec(firstresult=True)

@@ -26,10 +26,9 @@ import pluggy
 from . import hookspecs
 from .errors import PluginError, PluginWarning, UnknownExplainerError, close_matches
 from .explainer import Explainer
-from .metric import Metric
 from .model import Model
 
-__all__ = ["PluginInfo", "Registry", "registry", "ENTRY_POINT_GROUP"]
+__all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "Registry", "registry"]
 
 ENTRY_POINT_GROUP = "limelight"
 BUILTIN_PLUGINS = (
@@ -37,9 +36,19 @@ BUILTIN_PLUGINS = (
     "limelight.backends.tensorflow",
     "limelight.plugins.cam",
     "limelight.plugins.shap",
-    "limelight.core.loading",
-    "limelight.plugins.metrics",
+    "limelight.zoo.torch",
+    "limelight.zoo.keras",
+    "limelight.zoo.specs",
+    "limelight.evaluation.metrics",
 )
+#: Earlier names of built-in plugins, still honoured by ``LIMELIGHT_DISABLE_PLUGINS``.
+FORMER_NAMES = {
+    "limelight.zoo.specs": ("limelight.core.loading",),
+    "limelight.evaluation.metrics": ("limelight.plugins.metrics",),
+}
+#: The base class every registered metric derives from, by qualified name: core never
+#: imports the evaluation package (DESIGN.md: core depends on nothing below it).
+METRIC_BASE = "limelight.evaluation.metric.Metric"
 STRICT_ENV = "LIMELIGHT_STRICT_PLUGINS"
 DISABLE_ENV = "LIMELIGHT_DISABLE_PLUGINS"
 
@@ -53,6 +62,7 @@ class PluginInfo:
     distribution: str | None = None
     version: str | None = None
     backend: bool = False  # implements limelight_wrap_model
+    loader: bool = False  # implements limelight_load_model (model specs)
     explainers: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ()
     error: str | None = None  # why it was skipped, if it was
@@ -60,6 +70,8 @@ class PluginInfo:
     @property
     def provides(self) -> str:
         parts = ["backend"] if self.backend else []
+        if self.loader:
+            parts.append("model specs")
         if self.explainers:
             parts.append("explainers: " + ", ".join(self.explainers))
         if self.metrics:
@@ -120,7 +132,7 @@ class Registry:
         records: dict[str, _Record] = {}
         disabled = _disabled()
         for module_name in BUILTIN_PLUGINS:
-            if module_name in disabled:
+            if disabled.intersection((module_name, *FORMER_NAMES.get(module_name, ()))):
                 continue
             records[module_name] = _Record(module_name, "builtin", "limelight", _version())
             pm.register(importlib.import_module(module_name), name=module_name)
@@ -144,8 +156,8 @@ class Registry:
                 self._fail(record, exc, "failed to load")
         pm.check_pending()
         self._pm, self._records = pm, records
-        self._collect(pm, "limelight_register_explainers", self._explainers, Explainer, "explainers")
-        self._collect(pm, "limelight_register_metrics", self._metrics, Metric, "metrics")
+        self._collect(pm, "limelight_register_explainers", self._explainers, _subclass_of(Explainer), "explainers")
+        self._collect(pm, "limelight_register_metrics", self._metrics, _subclass_named(METRIC_BASE), "metrics")
 
     def _fail(self, record: _Record, exc: BaseException, what: str) -> None:
         record.error = f"{type(exc).__name__}: {exc}"
@@ -163,10 +175,14 @@ class Registry:
         pm: pluggy.PluginManager,
         hook_name: str,
         table: dict[str, tuple[Any, str]],
-        base: type,
+        base: tuple[str, Callable[[type], bool]],
         kind: str,
     ) -> None:
-        """Call one registration hook plugin by plugin, so every name knows its owner."""
+        """Call one registration hook plugin by plugin, so every name knows its owner.
+
+        ``base`` is the name of the base class registered classes must derive from, and the
+        check that they do."""
+        base_name, derives = base
         for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
             owner = impl.plugin_name
             found: list[Any] = []
@@ -174,11 +190,11 @@ class Registry:
             try:
                 impl.function(**{arg: register for arg in impl.argnames})
                 for cls in found:
-                    if not (isinstance(cls, type) and issubclass(cls, base)) or not isinstance(
+                    if not (isinstance(cls, type) and derives(cls)) or not isinstance(
                         getattr(cls, "name", None), str
                     ):
                         raise PluginError(
-                            f"registered {cls!r}, which is not a {base.__name__} subclass with a "
+                            f"registered {cls!r}, which is not a {base_name} subclass with a "
                             "string `name`"
                         )
             except Exception as exc:  # noqa: BLE001
@@ -230,8 +246,9 @@ class Registry:
         infos = []
         for record in self._records.values():
             plugin = pm.get_plugin(record.name)
-            backend = plugin is not None and any(
-                impl.plugin is plugin for impl in pm.hook.limelight_wrap_model.get_hookimpls()
+            backend, loader = (
+                plugin is not None and any(impl.plugin is plugin for impl in hook.get_hookimpls())
+                for hook in (pm.hook.limelight_wrap_model, pm.hook.limelight_load_model)
             )
             infos.append(
                 PluginInfo(
@@ -240,6 +257,7 @@ class Registry:
                     distribution=record.distribution,
                     version=record.version,
                     backend=backend,
+                    loader=loader,
                     explainers=tuple(record.explainers),
                     metrics=tuple(record.metrics),
                     error=record.error,
@@ -252,7 +270,19 @@ class Registry:
 registry = Registry()
 
 
+def _subclass_of(base: type) -> tuple[str, Callable[[type], bool]]:
+    return base.__name__, lambda cls: issubclass(cls, base)
+
+
+def _subclass_named(qualified: str) -> tuple[str, Callable[[type], bool]]:
+    """A subclass check against a class known by its qualified name only, so that the check
+    does not import the class's module."""
+    return qualified.rpartition(".")[2], lambda cls: any(
+        f"{c.__module__}.{c.__qualname__}" == qualified for c in cls.__mro__
+    )
+
+
 def _version() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return __version__

@@ -46,8 +46,8 @@ def run(out: str | os.PathLike[str], n_images: int = 6, seed: int = 7,
                              - explanations[f"{LABELS[method]} · Keras"].values).max())
         for method in METHODS
     }
-    from ..core.metric import relevance_map
-    from ..plugins.metrics import PointingGame
+    from ..evaluation.localisation import PointingGame
+    from ..evaluation.metric import relevance_map
 
     pointing_game = PointingGame()
     pointing = {
@@ -71,8 +71,8 @@ def run(out: str | os.PathLike[str], n_images: int = 6, seed: int = 7,
         "pointing_game": pointing,
         "seconds": timings,
     }
-    from .benchmark import report as benchmark_report
-    from .benchmark import run as run_benchmark
+    from ..evaluation.benchmark import report as benchmark_report
+    from ..evaluation.benchmark import run as run_benchmark
 
     analysis = benchmark_report(run_benchmark(n_images=benchmark_images, seeds=benchmark_seeds))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -84,7 +84,8 @@ def run(out: str | os.PathLike[str], n_images: int = 6, seed: int = 7,
 
 def _markdown_to_html(text: str) -> str:
     """Just enough Markdown for the analysis: headings, tables, bullets, paragraphs."""
-    out, rows = [], []
+    out: list[str] = []
+    rows: list[str] = []
 
     def flush() -> None:
         if rows:

@@ -1,0 +1,113 @@
+"""Randomisation sanity checks (Adebayo et al. 2018): an explanation that does not change when
+the model's weights are randomised, or when another class is explained, is not explaining
+the model. The weight randomisation needs a backend with the capability
+:class:`~limelight.core.model.SupportsRandomize`; the user's model is never touched."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..core.api import explain, wrap
+from ..core.errors import UnsupportedError
+from ..core.model import SupportsRandomize
+from .metric import relevance_map
+
+__all__ = ["cascading_randomization", "full_randomization", "random_logit", "spearman"]
+
+
+def _ranks(a: np.ndarray) -> np.ndarray:
+    """Row-wise ranks of ``(N, D)`` with ties given their average rank (as
+    ``scipy.stats.rankdata``): ReLU'd maps have many zeros, and breaking those ties by position
+    would correlate any two maps through their layout alone."""
+    out = np.empty(a.shape, np.float64)
+    for i, row in enumerate(a):
+        order = np.argsort(row, kind="stable")
+        position = np.empty_like(order)
+        position[order] = np.arange(len(row))
+        ordered = row[order]
+        starts = np.r_[True, ordered[1:] != ordered[:-1]]
+        group = np.cumsum(starts)[position]  # 1-based tie group of each element
+        bounds = np.r_[np.flatnonzero(starts), len(row)]
+        out[i] = 0.5 * (bounds[group - 1] + bounds[group] - 1)
+    return out
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-sample Spearman rank correlation of two batches of maps ``(N, ...)`` (ties share
+    their average rank; a constant map correlates 0)."""
+    ra, rb = _ranks(a.reshape(len(a), -1)), _ranks(b.reshape(len(b), -1))
+    ra -= ra.mean(1, keepdims=True)
+    rb -= rb.mean(1, keepdims=True)
+    denominator = np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
+    return np.divide((ra * rb).sum(1), denominator, out=np.zeros(len(a)), where=denominator > 0)
+
+
+def _randomizable(model: object) -> SupportsRandomize:
+    """The wrapped model, checked to provide :class:`SupportsRandomize`."""
+    wrapped = wrap(model)
+    if not isinstance(wrapped, SupportsRandomize):
+        raise UnsupportedError(
+            f"the {wrapped.framework} backend ({type(wrapped).__name__}) cannot make randomised copies: "
+            "the sanity checks need the backend capability SupportsRandomize."
+        )
+    return wrapped
+
+
+def _randomised_maps(
+    model: object, inputs: Any, method: str, copies: list[tuple[list[str], int]], params: Mapping[str, Any] | None
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The original map and the map of each randomised copy ``(layers re-initialised, seed)``,
+    for the same targets (and the same layer for CAMs)."""
+    wrapped = _randomizable(model)
+    params = dict(params or {})
+    original = explain(wrapped, inputs, method, **params)
+    if "layer" in original.params:  # a CAM: the layer picked on the original model
+        params["layer"] = original.params["layer"]
+    params["targets"] = original.targets
+    maps = [relevance_map(explain(wrapped.randomized(layers, seed=seed), inputs, method, **params))
+            for layers, seed in copies]
+    return relevance_map(original), maps
+
+
+def cascading_randomization(
+    model: object, inputs: Any, method: str, seed: int = 0, params: Mapping[str, Any] | None = None
+) -> list[tuple[str, float]]:
+    """Re-initialise the weights layer by layer from the output down; after each step, the
+    mean Spearman correlation between the original map and the map of the randomised model
+    (same targets). Returns ``[(last randomised layer, correlation), ...]``; near 0 at the end
+    is what a model-dependent explanation shows."""
+    layers = _randomizable(model).parameter_layers()[::-1]
+    steps = [(layers[:k], seed) for k in range(1, len(layers) + 1)]
+    base, maps = _randomised_maps(model, inputs, method, steps, params)
+    return [(name, float(spearman(base, m).mean())) for name, m in zip(layers, maps, strict=True)]
+
+
+def full_randomization(
+    model: object, inputs: Any, method: str, seeds: Sequence[int] = (0,), params: Mapping[str, Any] | None = None
+) -> np.ndarray:
+    """Per-sample Spearman correlation ``(N,)`` between the original map and the map of the
+    fully re-initialised model (the cascade's last step), averaged over ``seeds``: redraws
+    of a small network differ a lot, so the check is an expectation over redraws."""
+    layers = _randomizable(model).parameter_layers()
+    base, maps = _randomised_maps(model, inputs, method, [(layers, s) for s in seeds], params)
+    return np.mean([spearman(base, m) for m in maps], axis=0)
+
+
+def random_logit(
+    model: object, inputs: Any, method: str, seeds: Sequence[int] = (0,), params: Mapping[str, Any] | None = None
+) -> np.ndarray:
+    """Per-sample Spearman correlation ``(N,)`` between the map of the explained class and the
+    map of a random other class (one draw per seed, averaged); a class-sensitive explanation
+    gives a low value."""
+    wrapped = wrap(model)
+    original = explain(wrapped, inputs, method, **dict(params or {}))
+    base, k = relevance_map(original), original.outputs.shape[1]
+    scores = []
+    for seed in seeds:
+        other = (original.targets + np.random.RandomState(seed).randint(1, k, size=len(original.targets))) % k
+        changed = explain(wrapped, inputs, method, **{**dict(params or {}), "targets": other})
+        scores.append(spearman(base, relevance_map(changed)))
+    return np.mean(scores, axis=0)
