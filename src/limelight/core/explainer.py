@@ -120,6 +120,9 @@ class Explainer(abc.ABC):
         def host(a: Any, dtype: Any) -> np.ndarray:
             return owned(self.model.to_numpy(a), dtype)
 
+        xp = self.xp
+        if values.dtype != xp.float32:  # cast on the device: only float32 crosses
+            values = xp.astype(values, xp.float32)
         return Explanation(
             method=self.name,
             values=host(values, np.float32),

@@ -159,8 +159,8 @@ class ShapGradient(_ShapExplainer):
             samples = xp.astype(t * points + (1 - t) * references, x.dtype)
             grads = model.gradients(samples, target[rows], batch_size=None).gradients
             if target.single:
-                grads = grads[:, None]
-            phis = model.index_add(phis, rows_d, xp.astype(grads, xp.float64) * (points - references)[:, None])
+                grads = xp.expand_dims(grads, axis=1)
+            phis = model.index_add(phis, rows_d, xp.astype(grads, xp.float64) * xp.expand_dims(points - references, axis=1))
         phis = phis / nsamples
         return self.finish(x, phis, classes, outputs, self.base_values(bg, classes), target)
 
@@ -240,7 +240,7 @@ class ShapDeep(_ShapExplainer):
             references = xp.take(bg, model.asarray(refs), axis=0)
             multipliers = model.deeplift_gradients(points, references, target[rows], batch_size=None)
             deltas = xp.astype(points, xp.float64) - xp.astype(references, xp.float64)
-            phis = model.index_add(phis, rows_d, xp.astype(multipliers, xp.float64) * deltas[:, None])
+            phis = model.index_add(phis, rows_d, xp.astype(multipliers, xp.float64) * xp.expand_dims(deltas, axis=1))
         phis = phis / int(bg.shape[0])
         return self.finish(x, phis, classes, outputs, self.base_values(bg, classes), target)
 
