@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo bench bench-faithfulness docs clean
+.PHONY: install test demo bench bench-gpu bench-faithfulness docs clean
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ bench-faithfulness: install
 bench: install
 	$(BIN)/python benchmarks/bench_gradcam.py
 	$(BIN)/python benchmarks/bench_shap.py
+
+# On a machine with a CUDA GPU: both benchmarks with --device cuda, then tests/test_cuda.py.
+bench-gpu: install
+	PYTHON=$(BIN)/python bash benchmarks/gpu.sh
 
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve

@@ -1,9 +1,18 @@
 """Grad-CAM speed: time ÷ the framework's own no-grad forward, beside the peers.
 
-    python benchmarks/bench_gradcam.py [--batch 8] [--size 224] [--repeats 5]
+    python benchmarks/bench_gradcam.py [--device cpu|cuda] [--batch N] [--size 224] [--repeats 5]
+                                       [--models resnet50 vgg16] [--only torch|keras]
 
-ResNet-50 (torchvision and keras.applications, weights=None), CPU. Everything in one run,
-repeats interleaved, medians; ratios only mean something within one run.
+torchvision ResNet-50 / VGG-16 (weights=None) and keras.applications ResNet50 (CPU only).
+Defaults: on the CPU batch 8 and ResNet-50; on CUDA batch 64, ResNet-50 and VGG-16.
+
+Each PyTorch table has: the no-grad forward (the baseline); a minimal Grad-CAM kept on
+the device (a forward hook, ``torch.autograd.grad`` on the activation, then mean / sum / ReLU /
+bilinear upsampling / min-max normalisation all in torch: the limit any Grad-CAM can reach);
+limelight's gradcam (its NumPy result included); Captum's LayerGradCam and pytorch-grad-cam's
+GradCAM when installed. Everything in one run, repeats interleaved, medians, and on CUDA
+every timed call ends with ``torch.cuda.synchronize()``; ratios only mean something within
+one run. The max abs difference between limelight's maps and the minimal ones is printed.
 """
 
 from __future__ import annotations
@@ -11,24 +20,69 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(__file__))
 
-import numpy as np  # noqa: E402
-from _timing import measure, table  # noqa: E402
+import numpy as np
+from _timing import device_name, measure, synced, table
 
-import limelight  # noqa: E402
-
-
-def bench_torch(batch: int, size: int, repeats: int) -> str:
+# torch (and torchvision) before TensorFlow: the other order can crash the process
+try:
     import torch
     import torchvision
+except ImportError:  # a Keras-only environment
+    torch = None  # type: ignore[assignment]
 
+import limelight
+
+#: model name -> (torchvision constructor, layer name for limelight, module getter for the peers)
+TORCH_MODELS = {
+    "resnet50": ("resnet50", "layer4.2", lambda m: m.layer4[-1]),
+    "vgg16": ("vgg16", "features.29", lambda m: m.features[29]),
+}
+
+
+def minimal_gradcam(model: Any, layer: Any, x: Any, targets: Any) -> Any:
+    """Grad-CAM kept on the device: hook, autograd.grad, mean/sum/ReLU, upsample, min-max.
+
+    The forward runs without autograd up to the layer; the hook makes the activation a leaf
+    and records the graph from there on (the least work a Grad-CAM can do). ``targets`` is a
+    ``(N,)`` long tensor on the device. Returns ``(N, H, W)`` on the device.
+    """
+    store: dict[str, Any] = {}
+
+    def hook(module: Any, args: Any, output: Any) -> Any:
+        store["a"] = leaf = output.detach().requires_grad_(True)
+        torch.set_grad_enabled(True)  # undone when the no_grad block below exits
+        return leaf
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        handle.remove()
+    activations = store["a"]
+    (grads,) = torch.autograd.grad(out.gather(1, targets[:, None]).sum(), activations)
+    cam = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * activations).sum(1, keepdim=True))
+    cam = torch.nn.functional.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    low = cam.amin(dim=(1, 2), keepdim=True)
+    span = cam.amax(dim=(1, 2), keepdim=True) - low
+    return torch.where(span > 0, (cam - low) / span.clamp_min(1e-30), torch.zeros_like(cam)).detach()
+
+
+def bench_torch(name: str, batch: int, size: int, repeats: int, device: str) -> str:
+    constructor, layer_name, layer_of = TORCH_MODELS[name]
     torch.manual_seed(0)
-    model = torchvision.models.resnet50(weights=None).eval()
-    x = torch.randn(batch, 3, size, size)
-    targets = model(x[:1]).argmax(1).repeat(batch).tolist()
+    model = getattr(torchvision.models, constructor)(weights=None).eval().to(device)
+    layer = layer_of(model)
+    x = torch.randn(batch, 3, size, size, device=device)
+    with torch.no_grad():
+        target = int(model(x[:1]).argmax())
+    targets = [target] * batch
+    targets_device = torch.full((batch,), target, device=device, dtype=torch.long)
 
     def forward() -> object:
         with torch.no_grad():
@@ -36,12 +90,13 @@ def bench_torch(batch: int, size: int, repeats: int) -> str:
 
     candidates = {
         "torch no-grad forward (baseline)": forward,
-        "limelight gradcam": lambda: limelight.explain(model, x, "gradcam", targets=targets, layer="layer4.2"),
+        "minimal on-device Grad-CAM (the limit)": lambda: minimal_gradcam(model, layer, x, targets_device),
+        "limelight gradcam": lambda: limelight.explain(model, x, "gradcam", targets=targets, layer=layer_name),
     }
     try:
         from captum.attr import LayerGradCam
 
-        captum = LayerGradCam(model, model.layer4[-1])
+        captum = LayerGradCam(model, layer)
         candidates["captum LayerGradCam (raw map, no upsampling)"] = lambda: captum.attribute(
             x, target=targets, relu_attributions=True
         )
@@ -51,14 +106,22 @@ def bench_torch(batch: int, size: int, repeats: int) -> str:
         from pytorch_grad_cam import GradCAM
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-        pgc = GradCAM(model=model, target_layers=[model.layer4[-1]])
+        pgc = GradCAM(model=model, target_layers=[layer])
         pgc_targets = [ClassifierOutputTarget(t) for t in targets]
         candidates["pytorch-grad-cam GradCAM"] = lambda: pgc(input_tensor=x, targets=pgc_targets)
     except ImportError:
         pass
-    times = measure(candidates, repeats)
-    return table(f"PyTorch ResNet-50, batch {batch}, {size}², CPU ({torch.get_num_threads()} threads)", times,
-                 "torch no-grad forward (baseline)")
+
+    ours = limelight.explain(model, x, "gradcam", targets=targets, layer=layer_name).values
+    limit = minimal_gradcam(model, layer, x, targets_device).cpu().numpy()
+    diff = float(np.abs(ours - limit).max())
+
+    times = measure({k: synced(fn, device) for k, fn in candidates.items()}, repeats)
+    title = f"PyTorch {name}, batch {batch}, {size}², {device_name(device)}"
+    return (
+        table(title, times, "torch no-grad forward (baseline)")
+        + f"\n\nlimelight gradcam vs the minimal on-device Grad-CAM: max abs difference of the maps {diff:.2e}"
+    )
 
 
 def bench_keras(batch: int, size: int, repeats: int) -> str:
@@ -94,15 +157,37 @@ def bench_keras(batch: int, size: int, repeats: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
+    parser.add_argument("--batch", type=int, help="default: 8 on the CPU, 64 on CUDA")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        choices=sorted(TORCH_MODELS),
+        help="PyTorch models (default: resnet50 on the CPU; resnet50 vgg16 on CUDA)",
+    )
     parser.add_argument("--only", choices=["torch", "keras"])
     args = parser.parse_args()
+    cuda = args.device.startswith("cuda")
+    batch = args.batch or (64 if cuda else 8)
+    models = args.models or (["resnet50", "vgg16"] if cuda else ["resnet50"])
     if args.only != "keras":
-        print(bench_torch(args.batch, args.size, args.repeats), "\n", flush=True)
+        if torch is None:
+            print("PyTorch is not installed: skipping the PyTorch tables.", flush=True)
+        else:
+            for name in models:
+                print(bench_torch(name, batch, args.size, args.repeats, args.device), "\n", flush=True)
     if args.only != "torch":
-        print(bench_keras(args.batch, args.size, args.repeats), flush=True)
+        if cuda:
+            print("The Keras table runs on the CPU only (without --device cuda).", flush=True)
+            return
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError:
+            print("TensorFlow is not installed: skipping the Keras table.", flush=True)
+            return
+        print(bench_keras(batch, args.size, args.repeats), flush=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import pytest
 import limelight
 from limelight.core.errors import ParameterError, UnsupportedError
 
-from .shap_models import LinearImageModel
+from .shap_models import LinearGradientsOnly, LinearImageModel, LinearPredictOnly
 
 RNG = np.random.RandomState(0)
 
@@ -51,7 +51,8 @@ def test_linear_many_background_rows_uses_the_mean(method):
 
 
 def test_partition_needs_only_predict_and_is_exactly_complete():
-    model = LinearImageModel(W, B, capabilities=())  # a backend without gradients
+    pytest.importorskip("shap")
+    model = LinearPredictOnly(W, B)  # a backend without gradients
     exp = limelight.explain(model, X, "shap-partition", mask=0.0, max_evals=200, targets=[[2, 3]] * 3)
     totals = exp.values.reshape(3, -1, 2).sum(1)
     np.testing.assert_allclose(totals, exp.outputs[:, [2, 3]] - exp.base_values, rtol=1e-5, atol=1e-5)
@@ -66,13 +67,12 @@ def test_gradient_error_shrinks_like_one_over_sqrt_nsamples():
     non-linear function: ~ 1/√nsamples, measured over seeds."""
     w = RNG.randn(4, 5, 3, 2)
 
-    class Squares(LinearImageModel):
-        def predict(self, x):
+    class Squares(LinearGradientsOnly):
+        def _forward(self, x):
             return np.einsum("nhwc,hwck->nk", x.astype(np.float64) ** 2, self.weights).astype(np.float32)
 
-        def multi_gradients(self, x, targets, layer=None):
-            grads = 2 * x[:, None].astype(np.float64) * np.moveaxis(self.weights[..., targets], (-2, -1), (0, 1))
-            return limelight.Gradients(self.predict(x), x, grads.astype(np.float32))
+        def input_gradients(self, x, classes):
+            return 2 * x[:, None].astype(np.float64) * np.moveaxis(self.weights[..., classes], (-2, -1), (0, 1))
 
     model = Squares(w, np.zeros(2))
     errors = {}
@@ -92,8 +92,8 @@ def test_missing_background_is_a_clear_error():
 
 
 def test_shap_deep_needs_the_capability_before_any_work():
-    model = LinearImageModel(W, B, capabilities=("gradients",))
-    with pytest.raises(UnsupportedError, match="'shap-deep' needs the backend capability deeplift"):
+    model = LinearGradientsOnly(W, B)  # no deeplift_gradients: not SupportsDeepLift
+    with pytest.raises(UnsupportedError, match="'shap-deep' needs the backend capability SupportsDeepLift"):
         limelight.explain(model, X, "shap-deep", background=BG)
     assert model.forward_passes == 0
 
@@ -101,6 +101,18 @@ def test_shap_deep_needs_the_capability_before_any_work():
 def test_auto_picks_deep_when_possible_else_gradient():
     deep = limelight.explain(LinearImageModel(W, B), X, "shap", background=BG[:1], nsamples=5, seed=0)
     assert deep.method == "shap" and deep.params["algorithm"] == "shap-deep"
-    grad = limelight.explain(LinearImageModel(W, B, capabilities=("gradients",)), X, "shap", background=BG[:1], nsamples=5, seed=0)
+    grad = limelight.explain(LinearGradientsOnly(W, B), X, "shap", background=BG[:1], nsamples=5, seed=0)
     assert grad.params["algorithm"] == "shap-gradient" and "no DeepLIFT capability" in grad.params["reason"]
     np.testing.assert_allclose(deep.values, grad.values, rtol=1e-5, atol=1e-6)  # linear: both exact
+
+
+def test_capabilities_are_the_methods_a_backend_implements():
+    from limelight.core.model import SupportsDeepLift, SupportsGradients
+
+    predict_only, gradients_only, full = LinearPredictOnly(W, B), LinearGradientsOnly(W, B), LinearImageModel(W, B)
+    assert not isinstance(predict_only, SupportsGradients) and not isinstance(predict_only, SupportsDeepLift)
+    assert isinstance(gradients_only, SupportsGradients) and not isinstance(gradients_only, SupportsDeepLift)
+    assert isinstance(full, SupportsGradients) and isinstance(full, SupportsDeepLift)
+    with pytest.raises(UnsupportedError, match="'shap-gradient' needs the backend capability SupportsGradients"):
+        limelight.explain(predict_only, X, "shap-gradient", background=BG)
+    assert predict_only.forward_passes == 0
