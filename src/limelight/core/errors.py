@@ -18,6 +18,7 @@ __all__ = [
     "UnsupportedError",
     "UnsupportedModelError",
     "UnknownExplainerError",
+    "UnknownModelError",
     "PluginError",
     "PluginWarning",
     "FrameworkNotInstalledError",
@@ -66,6 +67,10 @@ class UnknownExplainerError(LimelightError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class UnknownModelError(LimelightError, ValueError):
+    """No plugin could load a model spec."""
 
 
 class PluginError(LimelightError):

@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import importlib
 
-from ..core.errors import LimelightError
+from ..core.errors import UnknownModelError
 from ..core.hookspecs import LoadedModel, hookimpl
 
 __all__ = ["KNOWN_FORMS", "LoadedModel", "UnknownModelError", "load_model"]
 
 #: The spec forms the built-in plugins load.
 KNOWN_FORMS = "torchvision:NAME, keras:NAME, a TorchScript .pt file, a .keras file, or package.module:factory"
-
-
-class UnknownModelError(LimelightError, ValueError):
-    """No plugin could load a model spec."""
 
 
 def load_model(spec: str, weights: str | None = None) -> LoadedModel:
