@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo bench bench-gpu bench-faithfulness docs clean
+.PHONY: install test test-fast lint demo bench bench-gpu bench-faithfulness docs clean
 
 install: $(STAMP)
 
@@ -14,9 +14,18 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-test: install
+test: install lint
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
 	$(BIN)/python -m pytest -n 2 -q tests --nbmake docs/tutorial.ipynb
+
+# Typed public API and lint: mypy on src/ (config in pyproject.toml), ruff everywhere.
+lint: install
+	$(BIN)/mypy src
+	$(BIN)/ruff check src tests benchmarks scripts examples
+
+# The fast lane: core, backends and explainers only, no docs, CLI, demo or notebook.
+test-fast: install
+	$(BIN)/python -m pytest -n 2 -q tests/core tests/backends tests/plugins tests/test_namespaces.py tests/test_host_traffic.py
 
 demo: install
 	$(BIN)/limelight demo --out out/demo

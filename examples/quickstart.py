@@ -10,12 +10,11 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import torch  # noqa: E402  (torch before TensorFlow: see README, "Known issues")
+import keras
+import numpy as np
+import torch
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-import limelight  # noqa: E402
+import limelight
 
 
 def build_twins() -> tuple[torch.nn.Module, keras.Model]:

@@ -7,10 +7,10 @@ torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
 import limelight  # noqa: E402
-from tests.conftest import quick_params  # noqa: E402
 from limelight.backends.torch import TorchModel  # noqa: E402
 from limelight.core.errors import InputError, LayerError, NotDifferentiableError, TargetError  # noqa: E402
 from limelight.core.targets import Predicted, resolve_target  # noqa: E402
+from tests.conftest import quick_params  # noqa: E402
 
 
 def snapshot(model):

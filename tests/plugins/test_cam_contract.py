@@ -5,10 +5,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-import limelight  # noqa: E402
-from limelight.core.errors import LayerError  # noqa: E402
-from limelight.core.targets import resolve_target  # noqa: E402
-from limelight.plugins.cam import BUILTIN_CAMS, principal_projection  # noqa: E402
+import limelight
+from limelight.core.errors import LayerError
+from limelight.core.targets import resolve_target
+from limelight.plugins.cam import BUILTIN_CAMS, principal_projection
 
 xp = pytest.importorskip("array_api_compat.numpy")
 

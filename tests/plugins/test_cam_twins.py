@@ -6,9 +6,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("keras")
 
-import limelight  # noqa: E402
-from limelight.core.targets import Predicted  # noqa: E402
-from limelight.plugins.cam import BUILTIN_CAMS  # noqa: E402
+import limelight
+from limelight.core.targets import Predicted
+from limelight.plugins.cam import BUILTIN_CAMS
 
 METHODS = [cls.name for cls in BUILTIN_CAMS]
 

@@ -15,7 +15,6 @@ import torch.nn.functional as F  # noqa: E402
 
 import limelight  # noqa: E402
 from limelight.core.errors import UnsupportedError  # noqa: E402
-
 from tests.conftest import copy_weights  # noqa: E402
 
 K = 5

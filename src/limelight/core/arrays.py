@@ -16,7 +16,7 @@ def to_numpy_float32(x: object) -> np.ndarray:
     try:
         arr = np.asarray(x)
     except Exception as exc:  # noqa: BLE001 - report any conversion failure the same way
-        raise InputError(f"could not convert inputs of type {type(x).__name__} to an array: {exc}")
+        raise InputError(f"could not convert inputs of type {type(x).__name__} to an array: {exc}") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise InputError(f"inputs must be numeric, got dtype {arr.dtype}.")
     return np.ascontiguousarray(arr, dtype=np.float32)

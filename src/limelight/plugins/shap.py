@@ -26,9 +26,9 @@ import numpy as np
 from ..core.errors import FrameworkNotInstalledError, InputError, ParameterError
 from ..core.explainer import Explainer
 from ..core.explanation import Explanation
+from ..core.hookspecs import hookimpl
 from ..core.model import Array, SupportsDeepLift, SupportsGradients
 from ..core.targets import Target
-from ..core.hookspecs import hookimpl
 
 __all__ = ["ShapGradient", "ShapDeep", "ShapPartition", "ShapAuto"]
 
