@@ -1,15 +1,21 @@
 """TensorFlow backend: Keras 3 models (Sequential, functional, subclassed, nested) on the
 TensorFlow backend, behind :class:`limelight.Model`.
 
+* Arrays are TensorFlow tensors on the model's device (where its weights live); ``xp`` is
+  :mod:`limelight.backends.tensorflow_xp`, limelight's Array API namespace for TensorFlow.
+  Inputs are channels-last already. Results leave TensorFlow only through
+  :meth:`KerasModel.to_numpy`.
 * Layer names are paths through nested models, ``"outer_layer/inner_layer"``; a bare layer
   name is accepted when it is unique, and so is a layer object.
-* A layer's output is captured by wrapping that layer's ``call`` for the duration of the
-  forward pass (restored in ``finally``), so it works inside nested models and subclassed
-  models alike: no sub-model is rebuilt, so there is no "graph disconnected" failure.
-* Forward and gradient passes are compiled with ``tf.function`` and cached per model, layer
-  and input signature (batch axis free), so repeated calls do not retrace.
+* A layer's output is captured by wrapping that layer's ``call`` while the forward pass is
+  traced (restored in ``finally``), so it works inside nested models and subclassed models
+  alike: no sub-model is rebuilt, so there is no "graph disconnected" failure.
+* Forward, activation, gradient and DeepLIFT passes are compiled with ``tf.function`` and
+  cached per model, layer, input signature (batch axis free) and target kind; a target's
+  per-sample data (class indices, ...) are arguments of the compiled function, never
+  constants baked into it, so repeated calls do not retrace.
 * Models run with ``training=False``; weights and trainable flags are never touched.
-* Inputs are channels-last already.
+* ``precision="highest"`` turns TensorFloat-32 off for the call (restored after).
 
 Importing this module does not import TensorFlow or Keras.
 """
@@ -20,17 +26,18 @@ import contextlib
 import sys
 import weakref
 from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from ..core.arrays import check_batch, to_numpy_float32
 from ..core.cache import model_cache
-from ..core.arrays import check_canonical, to_numpy_float32
 from ..core.errors import (
-    FrameworkNotInstalledError,
     InputError,
     LayerError,
     NotDifferentiableError,
+    TargetError,
     UnsupportedModelError,
     close_matches,
     no_deeplift_rule,
@@ -38,8 +45,8 @@ from ..core.errors import (
 from ..core.hookspecs import hookimpl
 from ..core.layers import pick_default_layer
 from ..core.lazy import LazyModule
-from ..core.model import DEEPLIFT, GRADIENTS, LAYERS, RANDOMIZE, Gradients, Model, reinitialize
-from ..core.targets import normalize_targets, resolve_targets
+from ..core.model import Array, Gradients, Model, batches, reinitialize
+from ..core.targets import Target
 
 tf: Any = LazyModule("tensorflow", extra="tensorflow")
 keras: Any = LazyModule("keras", extra="tensorflow")
@@ -62,61 +69,6 @@ def limelight_wrap_model(model: object) -> Model | None:
             "the TensorFlow backend (set KERAS_BACKEND=tensorflow before importing keras)."
         )
     return KerasModel(model)
-
-
-@hookimpl(trylast=True)
-def limelight_load_model(spec: str, weights: str | None) -> Any:
-    """``keras:NAME`` (a keras.applications factory; ``weights="none"``: random) and
-    ``.keras`` files (loaded with ``safe_mode=True``)."""
-    from ..core.loading import LoadedModel, UnknownModelError
-
-    if spec.startswith("keras:"):
-        import importlib
-
-        names = _imagenet_names()  # before Keras: torchvision after TensorFlow crashes (README)
-        import keras as keras_module
-
-        name = spec.split(":", 1)[1]
-        factory = getattr(keras_module.applications, name, None)
-        if factory is None or not callable(factory):
-            raise UnknownModelError(f"keras.applications has no model {name!r}; e.g. ResNet50, MobileNetV2.")
-        model = factory(weights=None if (weights or "").lower() == "none" else "imagenet")
-        family = importlib.import_module(factory.__module__)
-        size = tuple(model.input_shape[1:3]) if None not in model.input_shape[1:3] else (224, 224)
-        return LoadedModel(
-            model, "tensorflow", names, lambda images: family.preprocess_input(images * 255.0), size
-        )
-    if spec.endswith(".keras"):
-        import os
-
-        import keras as keras_module
-
-        if not os.path.exists(spec):
-            raise UnknownModelError(f"no such model file: {spec}")
-        return LoadedModel(keras_module.saving.load_model(spec, safe_mode=True), "tensorflow")
-    return None
-
-
-def keras_preprocess(mode: str) -> Callable[[np.ndarray], np.ndarray]:
-    """``keras.applications.imagenet_utils.preprocess_input`` with ``mode`` ("caffe", "tf",
-    "torch") from ``(N, H, W, 3)`` RGB in [0, 1] (it takes 0-255 pixels); NHWC out."""
-    try:
-        from keras.applications import imagenet_utils
-    except ImportError as exc:
-        raise FrameworkNotInstalledError("keras", extra="tensorflow") from exc
-    return lambda images: imagenet_utils.preprocess_input(images * 255.0, mode=mode)
-
-
-def _imagenet_names() -> list[str] | None:
-    """ImageNet class names (the standard order shared by keras.applications and torchvision),
-    from torchvision's metadata when it is installed (Keras's own list is a download)."""
-    if "tensorflow" in sys.modules and "torchvision" not in sys.modules:
-        return None  # importing torchvision now would crash the process (README, known issues)
-    try:
-        import torchvision
-    except ImportError:
-        return None
-    return list(torchvision.models.ResNet50_Weights.DEFAULT.meta["categories"])
 
 
 def _sublayers(layer: Any) -> list[Any]:
@@ -157,13 +109,159 @@ def _tapped(layers: dict[str, Any], on_output: Callable[[str, Any], Any]) -> Ite
                 object.__delattr__(layer, "call")
 
 
+def _spec(x: Any) -> Any:
+    """The input signature of a batch like ``x``: its shape with the batch axis free."""
+    return tf.TensorSpec((None, *x.shape[1:]), x.dtype)
+
+
+def _column_sums(scores: Any, columns: int) -> list[Any]:
+    """``[Σ_i scores[i, t] for t < columns]``: one scalar to differentiate per column (taken
+    inside the tape, so the slices are recorded)."""
+    if scores.shape.rank != 2 or (scores.shape[1] is not None and scores.shape[1] != columns):
+        raise TargetError(
+            f"the target's scores have shape {tuple(scores.shape)}; a target with {columns} "
+            f"column(s) must give (n, {columns})."
+        )
+    return [tf.reduce_sum(scores[:, t]) for t in range(columns)]
+
+
+def _alive(ref: weakref.ref[Any]) -> Any:
+    """The model behind a compiled function's weak reference."""
+    model = ref()
+    if model is None:  # pragma: no cover - a cache entry outlives its model only while it is collected
+        raise ReferenceError("the Keras model of this compiled function was garbage-collected.")
+    return model
+
+
+def _whole(n: int, batch: slice) -> bool:
+    return batch.start == 0 and batch.stop == n
+
+
+def _cat(parts: list[Any]) -> Any:
+    return parts[0] if len(parts) == 1 else tf.concat(parts, axis=0)
+
+
 class KerasModel(Model):
     """A Keras 3 model (TensorFlow backend) taking NHWC (or ``(N, D)``), returning ``(N, K)``."""
 
     framework = "tensorflow"
-    capabilities = frozenset({GRADIENTS, LAYERS, DEEPLIFT, RANDOMIZE})
 
-    # -- randomised copies (capability "randomize") ------------------------------------------
+    native: Any  # a keras.Model
+
+    def __init__(self, native: object) -> None:
+        super().__init__(native)
+        self._device_name: str | None = None
+
+    @property
+    def xp(self) -> ModuleType:
+        from . import tensorflow_xp
+
+        return tensorflow_xp
+
+    # -- in and out --------------------------------------------------------------------------
+    def canonical(self, inputs: Any) -> Any:
+        """NHWC array or tensor (as the model is fed) -> a checked float32 tensor on the
+        model's device."""
+        if tf.is_tensor(inputs) or isinstance(inputs, tf.Variable):
+            x = tf.convert_to_tensor(inputs)
+            if not (x.dtype.is_floating or x.dtype.is_integer or x.dtype == tf.bool):
+                raise InputError(f"inputs must be numeric, got dtype {x.dtype.name}.")
+            x = x if x.dtype == tf.float32 else tf.cast(x, tf.float32)
+        else:
+            x = tf.convert_to_tensor(to_numpy_float32(inputs))
+        x = self._place(x)
+        check_batch(self.xp, x, self.to_numpy)
+        shape = tuple(x.shape)
+        expected = self._input_shape()
+        if expected is not None:
+            if len(shape) != len(expected):
+                hint = " For one sample use x[None]." if len(shape) == len(expected) - 1 else ""
+                raise InputError(
+                    f"inputs have shape {shape}, but the model takes {len(expected)}-D "
+                    f"batches shaped {tuple(expected)}.{hint}"
+                )
+            channels = expected[-1]
+            if len(shape) == 4 and channels is not None and shape[-1] != channels:
+                hint = (
+                    " They look channels-first (N, C, H, W); Keras models take NHWC: pass "
+                    "x.transpose(0, 2, 3, 1)."
+                    if shape[1] == channels
+                    else ""
+                )
+                raise InputError(
+                    f"inputs have shape {shape}, but the model takes {channels} channels "
+                    f"in NHWC layout.{hint}"
+                )
+        return x
+
+    def asarray(self, a: Any, like: Array | None = None) -> Any:
+        """A host array as a tensor on ``like``'s device (default: the model's); floating
+        arrays take ``like``'s dtype."""
+        t = a if tf.is_tensor(a) else tf.convert_to_tensor(np.asarray(a))
+        if like is not None and t.dtype.is_floating and t.dtype != like.dtype:
+            t = tf.cast(t, like.dtype)
+        device = getattr(like, "device", None) if like is not None else None
+        return self._place(t, device or None)
+
+    def to_numpy(self, a: Array) -> np.ndarray:
+        """The one way out of TensorFlow; NumPy arrays pass through."""
+        if isinstance(a, np.ndarray):
+            return a
+        if tf.is_tensor(a) or isinstance(a, tf.Variable):
+            return np.asarray(a.numpy())
+        return np.asarray(a)
+
+    def index_add(self, target: Array, index: Array, values: Array) -> Any:
+        index = tf.reshape(tf.cast(index, tf.int64), (-1, 1))
+        return tf.tensor_scatter_nd_add(target, index, tf.cast(values, target.dtype))
+
+    @contextlib.contextmanager
+    def precision(self, mode: str) -> Iterator[None]:
+        """``"highest"``: TensorFloat-32 execution off for the duration (the previous setting
+        restored after, also when the body raises); ``"default"``: untouched."""
+        if mode != "highest":
+            yield
+            return
+        previous = tf.config.experimental.tensor_float_32_execution_enabled()
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+        try:
+            yield
+        finally:
+            tf.config.experimental.enable_tensor_float_32_execution(previous)
+
+    def _device(self) -> str:
+        """The device of the model's first weight ('' for a model without weights)."""
+        if self._device_name is None:
+            weights = list(getattr(self.native, "weights", []) or [])
+            first = getattr(weights[0], "value", weights[0]) if weights else None
+            self._device_name = str(getattr(first, "device", "") or "")
+        return self._device_name
+
+    def _place(self, t: Any, device: str | None = None) -> Any:
+        """``t`` on ``device`` (default: the model's), copied only when it is elsewhere."""
+        device = device or self._device()
+        if not device or not tf.executing_eagerly() or t.device == device:
+            return t
+        with tf.device(device):
+            return tf.identity(t)
+
+    @staticmethod
+    def _tensor(x: Any) -> Any:
+        """A batch as a float32 tensor (explainers pass tensors; NumPy is converted)."""
+        if not tf.is_tensor(x):
+            return tf.convert_to_tensor(np.asarray(x, np.float32))
+        return x if x.dtype == tf.float32 else tf.cast(x, tf.float32)
+
+    def _input_shape(self) -> tuple[int | None, ...] | None:
+        try:
+            shape = self.native.input_shape
+        except (AttributeError, ValueError):  # subclassed or unbuilt models
+            return None
+        if isinstance(shape, tuple | list) and shape and not isinstance(shape[0], tuple | list):
+            return tuple(shape)
+        return None
+
+    # -- randomised copies -------------------------------------------------------------------
     def parameter_layers(self) -> list[str]:
         """Layers that own weights directly (not containers), input side first."""
         return [p for p, layer in self._named_layers().items() if layer.weights and not _sublayers(layer)]
@@ -181,41 +279,6 @@ class KerasModel(Model):
             trainable = len(layer.trainable_weights)  # listed first by get_weights
             layer.set_weights(reinitialize(weights[:trainable], rng) + weights[trainable:])
         return KerasModel(clone)
-
-    # -- inputs -----------------------------------------------------------------------------
-    def canonical(self, inputs: Any) -> np.ndarray:
-        """NHWC array or tensor (as the model is fed) -> checked float32 NumPy."""
-        if hasattr(inputs, "numpy") and not isinstance(inputs, np.ndarray):
-            inputs = inputs.numpy()
-        arr = check_canonical(to_numpy_float32(inputs))
-        expected = self._input_shape()
-        if expected is not None:
-            if arr.ndim != len(expected):
-                hint = " For one sample use x[None]." if arr.ndim == len(expected) - 1 else ""
-                raise InputError(
-                    f"inputs have shape {arr.shape}, but the model takes {len(expected)}-D "
-                    f"batches shaped {tuple(expected)}.{hint}"
-                )
-            channels = expected[-1]
-            if arr.ndim == 4 and channels is not None and arr.shape[-1] != channels:
-                hint = (
-                    " They look channels-first (N, C, H, W); Keras models take NHWC: pass "
-                    "x.transpose(0, 2, 3, 1)."
-                    if arr.shape[1] == channels
-                    else ""
-                )
-                raise InputError(
-                    f"inputs have shape {arr.shape}, but the model takes {channels} channels "
-                    f"in NHWC layout.{hint}"
-                )
-        return arr
-
-    def _input_shape(self) -> tuple[int | None, ...] | None:
-        try:
-            shape = self.native.input_shape
-        except (AttributeError, ValueError):  # subclassed or unbuilt models
-            return None
-        return tuple(shape) if isinstance(shape, tuple | list) and shape and not isinstance(shape[0], tuple | list) else None
 
     # -- layers ------------------------------------------------------------------------------
     def _named_layers(self) -> dict[str, Any]:
@@ -257,7 +320,7 @@ class KerasModel(Model):
             "from Model.layers() or one of its layers."
         )
 
-    def default_layer(self, x: np.ndarray | None = None) -> str:
+    def default_layer(self, x: Array | None = None) -> str:
         """The last layer (in execution order) with a spatial 4-D output that runs once per
         forward (see :func:`~limelight.core.layers.pick_default_layer`), traced on a sample
         ``x``; without one, on zeros shaped like the model's declared input."""
@@ -268,14 +331,15 @@ class KerasModel(Model):
                     "this Keras model declares no fixed input shape; pass a sample input to "
                     "default_layer(x) or layer= explicitly."
                 )
-            x = np.zeros((1, *shape[1:]), np.float32)
+            x = tf.zeros((1, *shape[1:]), tf.float32)
+        x = self._tensor(x)
         cache = model_cache(self.native)
         key = ("default layer", tuple(x.shape[1:]))
         if key not in cache:
             cache[key] = self._default_from_trace(x[:1])
         return cache[key]
 
-    def _default_from_trace(self, x: np.ndarray) -> str:
+    def _default_from_trace(self, x: Any) -> str:
         finished: list[tuple[str, tuple[int | None, ...] | None]] = []
 
         def record(name: str, output: Any) -> Any:
@@ -284,8 +348,12 @@ class KerasModel(Model):
             return output
 
         with _tapped(self._named_layers(), record):
-            self.native(tf.constant(x), training=False)
+            self.native(x, training=False)
         return pick_default_layer(finished, separator=SEPARATOR)
+
+    def _layer(self, layer: object) -> tuple[str, Any]:
+        path = self.resolve_layer(layer)
+        return path, self._named_layers()[path]
 
     # -- compiled functions -----------------------------------------------------------------
     def _compiled(self, key: Any, build: Callable[[weakref.ref[Any]], Any]) -> Any:
@@ -296,36 +364,49 @@ class KerasModel(Model):
             cache[key] = build(weakref.ref(self.native))
         return cache[key]
 
-    @staticmethod
-    def _spec(x: np.ndarray) -> Any:
-        return tf.TensorSpec((None, *x.shape[1:]), tf.float32)
-
-    def _forward_fn(self, x: np.ndarray) -> Any:
-        spec = self._spec(x)
-
+    def _forward_fn(self, spec: Any) -> Any:
         def build(ref: weakref.ref[Any]) -> Any:
             @tf.function(input_signature=[spec], autograph=False)
             def forward(inputs: Any) -> Any:
-                return ref()(inputs, training=False)
+                return _check_outputs(_alive(ref)(inputs, training=False))
 
             return forward
 
         return self._compiled(("forward", spec), build)
 
-    def _gradient_fn(self, x: np.ndarray, path: str | None, layer: Any, columns: int) -> Any:
-        """Compiled: outputs, activations and gradients ``(n, columns, ...)`` for targets
-        ``(n, columns)`` (-1: the predicted class); one forward, one tape."""
-        spec = self._spec(x)
+    def _activation_fn(self, spec: Any, path: str, layer: Any) -> Any:
+        def build(ref: weakref.ref[Any]) -> Any:
+            @tf.function(input_signature=[spec], autograph=False)
+            def activation(inputs: Any) -> Any:
+                captured: list[Any] = []
+
+                def capture(name: str, output: Any) -> Any:
+                    captured.append(output)
+                    return output
+
+                with _tapped({path: layer}, capture):
+                    _alive(ref)(inputs, training=False)
+                _check_captured(path, captured)
+                return captured[0]
+
+            return activation
+
+        return self._compiled(("activation", path, spec), build)
+
+    def _gradient_fn(self, spec: Any, path: str | None, layer: Any, target: Target, data_specs: tuple[Any, ...]) -> Any:
+        """Compiled: outputs, activations and gradients ``(n, T, ...)`` of ``target``'s
+        scores, the target's data as arguments; one forward, one tape."""
+        xp, columns = self.xp, target.columns
 
         def build(ref: weakref.ref[Any]) -> Any:
-            @tf.function(input_signature=[spec, tf.TensorSpec((None, columns), tf.int64)], autograph=False)
-            def gradient(inputs: Any, targets: Any) -> Any:
+            @tf.function(input_signature=[spec, data_specs], autograph=False)
+            def gradient(inputs: Any, data: Any) -> Any:
                 captured: list[Any] = []
                 with tf.GradientTape(watch_accessed_variables=False, persistent=columns > 1) as tape:
                     if path is None:
                         tape.watch(inputs)
                         captured.append(inputs)
-                        outputs = ref()(inputs, training=False)
+                        outputs = _alive(ref)(inputs, training=False)
                     else:
 
                         def capture(name: str, output: Any) -> Any:
@@ -337,13 +418,11 @@ class KerasModel(Model):
                             return output
 
                         with _tapped({path: layer}, capture):
-                            outputs = ref()(inputs, training=False)
+                            outputs = _alive(ref)(inputs, training=False)
                         _check_captured(path, captured)
                     outputs = _check_outputs(outputs)
-                    predicted = tf.argmax(outputs, axis=1, output_type=tf.int64)[:, None]
-                    chosen = tf.where(targets < 0, predicted, targets)
-                    scores = _target_scores(outputs, chosen, columns)
-                grads = [tape.gradient(score, captured[0]) for score in scores]
+                    sums = _column_sums(target.scores(xp, outputs, *data), columns)
+                grads = [tape.gradient(total, captured[0]) for total in sums]
                 if any(grad is None for grad in grads):
                     where = "the input" if path is None else f"layer {path!r}"
                     raise NotDifferentiableError(
@@ -354,113 +433,106 @@ class KerasModel(Model):
 
             return gradient
 
-        return self._compiled(("gradient", path, spec, columns), build)
+        return self._compiled(("gradient", path, spec, target.key(), data_specs), build)
 
-    # -- the gradient API --------------------------------------------------------------------
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        forward = self._forward_fn(x)
-        outs = [_check_outputs(forward(tf.constant(x[batch]))).numpy() for batch in self.batches(len(x))]
-        return np.concatenate(outs).astype(np.float32)
-
-    def activations(self, x: np.ndarray, layer: str) -> np.ndarray:
-        return self.gradients(x, None, layer).activations
-
-    def gradients(
-        self, x: np.ndarray, targets: np.ndarray | None, layer: str | None = None
-    ) -> Gradients:
-        targets = normalize_targets(targets, len(x))
-        single = targets is None or targets.ndim == 1
-        if targets is None:
-            columns = np.full((len(x), 1), -1, np.int64)
-        else:
-            # Range-check (and map negative indices) before any work.
-            num_outputs = self._num_outputs(x)
-            resolved = resolve_targets(targets, np.zeros((len(x), num_outputs), np.float32))
-            columns = resolved.reshape(len(x), -1)
-        path = None if layer is None else self.resolve_layer(layer)
-        fn = self._gradient_fn(
-            x, path, None if path is None else self._named_layers()[path], columns.shape[1]
-        )
-        outs, acts, grads = [], [], []
-        for batch in self.batches(len(x)):
-            out, act, grad = fn(tf.constant(x[batch]), tf.constant(columns[batch]))
-            outs.append(out.numpy())
-            acts.append(act.numpy())
-            grads.append(grad.numpy())
-        gradients = np.concatenate(grads).astype(np.float32)
-        return Gradients(
-            np.concatenate(outs).astype(np.float32),
-            np.concatenate(acts).astype(np.float32),
-            gradients[:, 0] if single else gradients,
-        )
-
-    def multi_gradients(
-        self, x: np.ndarray, targets: np.ndarray, layer: str | None = None
-    ) -> Gradients:
-        """One compiled forward pass per batch and one tape for all target columns."""
-        return self.gradients(x, targets, layer)
-
-    # -- DeepLIFT (capability "deeplift") ----------------------------------------------------
-    def deeplift_unsupported(self, x: np.ndarray) -> list[str]:
-        """Operations on the input's path that DeepLIFT has no rule for (empty: all fine)."""
-        from .tensorflow_deeplift import unsupported_ops
-
-        graph = self._forward_fn(x).get_concrete_function().graph
-        return sorted(unsupported_ops(graph, graph.inputs[0]))
-
-    def deeplift_gradients(self, x: np.ndarray, references: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """DeepLIFT rescale multipliers ``(n, T, ...)`` of outputs ``targets (n, T)`` for each
-        pair ``(x[i], references[i])``: ``Σ m ⊙ (x - r) = f(x) - f(r)`` per target."""
-        from .tensorflow_deeplift import unsupported_ops
-
-        graph = self._forward_fn(x).get_concrete_function().graph
-        unsupported = unsupported_ops(graph, graph.inputs[0])
-        if unsupported:
-            raise no_deeplift_rule(unsupported)
-        targets = resolve_targets(targets, np.zeros((len(x), self._num_outputs(x)), np.float32))
-        fn = self._deeplift_fn(x, targets.shape[1])
-        parts = [
-            fn(tf.constant(x[batch]), tf.constant(references[batch]), tf.constant(targets[batch])).numpy()
-            for batch in self.batches(len(x))
-        ]
-        return np.concatenate(parts).astype(np.float32)
-
-    def _deeplift_fn(self, x: np.ndarray, columns: int) -> Any:
+    def _deeplift_fn(self, spec: Any, target: Target, data_specs: tuple[Any, ...]) -> Any:
         from .tensorflow_deeplift import deeplift_rules
 
-        spec = self._spec(x)
+        xp, columns = self.xp, target.columns
 
         def build(ref: weakref.ref[Any]) -> Any:
-            @tf.function(input_signature=[spec, spec, tf.TensorSpec((None, columns), tf.int64)], autograph=False)
-            def deeplift(inputs: Any, references: Any, targets: Any) -> Any:
+            @tf.function(input_signature=[spec, spec, data_specs], autograph=False)
+            def deeplift(inputs: Any, references: Any, data: Any) -> Any:
                 both = tf.concat([inputs, references], 0)
                 n = tf.shape(inputs)[0]
                 with deeplift_rules():
                     with tf.GradientTape(watch_accessed_variables=False, persistent=columns > 1) as tape:
                         tape.watch(both)
-                        outputs = _check_outputs(ref()(both, training=False))[:n]
-                        scores = _target_scores(outputs, targets, columns)
-                    grads = [tape.gradient(score, both)[:n] for score in scores]
+                        outputs = _check_outputs(_alive(ref)(both, training=False))[:n]
+                        sums = _column_sums(target.scores(xp, outputs, *data), columns)
+                    grads = [tape.gradient(total, both)[:n] for total in sums]
                 return tf.stack(grads, axis=1)
 
             return deeplift
 
-        return self._compiled(("deeplift", spec, columns), build)
+        return self._compiled(("deeplift", spec, target.key(), data_specs), build)
 
-    def _num_outputs(self, x: np.ndarray) -> int:
-        fn = self._forward_fn(x)
+    def _num_outputs(self, x: Any) -> int:
+        """K, from the compiled forward's static output shape (one sample run otherwise)."""
+        fn = self._forward_fn(_spec(x))
         shape = fn.get_concrete_function().structured_outputs.shape
-        if shape.rank != 2:
-            raise _bad_outputs(shape)
         if shape[1] is None:
-            return int(fn(tf.constant(x[:1])).shape[1])
+            return int(fn(x[:1]).shape[1])
         return int(shape[1])
 
+    def _target_data(self, target: Target, like: Any) -> tuple[list[Any], tuple[Any, ...]]:
+        """The target's per-sample data as tensors on ``like``'s device, and their specs."""
+        data = [self.asarray(d, like=like) for d in target.data()]
+        return data, tuple(_spec(d) for d in data)
 
-def _target_scores(outputs: Any, targets: Any, columns: int) -> list[Any]:
-    """``[Σ_i outputs[i, targets[i, t]] for t < columns]``: one scalar to differentiate per
-    target column."""
-    return [tf.reduce_sum(tf.gather(outputs, targets[:, t], axis=1, batch_dims=1)) for t in range(columns)]
+    # -- the array API -----------------------------------------------------------------------
+    def predict(self, x: Array, *, batch_size: int | None = None) -> Any:
+        x = self._tensor(x)
+        forward = self._forward_fn(_spec(x))
+        n = len(x)
+        return _cat([forward(x if _whole(n, b) else x[b]) for b in batches(n, batch_size)])
+
+    def activations(self, x: Array, layer: str, *, batch_size: int | None = None) -> Any:
+        x = self._tensor(x)
+        path, obj = self._layer(layer)
+        fn = self._activation_fn(_spec(x), path, obj)
+        n = len(x)
+        return _cat([fn(x if _whole(n, b) else x[b]) for b in batches(n, batch_size)])
+
+    def gradients(
+        self, x: Array, target: Target, layer: str | None = None, *, batch_size: int | None = None
+    ) -> Gradients:
+        x = self._tensor(x)
+        target = target.check(self._num_outputs(x))  # range checks before any work
+        path, obj = self._layer(layer) if layer is not None else (None, None)
+        data, data_specs = self._target_data(target, x)
+        fn = self._gradient_fn(_spec(x), path, obj, target, data_specs)
+        n = len(x)
+        outs, acts, grads = [], [], []
+        for b in batches(n, batch_size):
+            whole = _whole(n, b)
+            out, act, grad = fn(x if whole else x[b], tuple(d if whole else d[b] for d in data))
+            outs.append(out)
+            acts.append(act)
+            grads.append(grad)
+        gradients = _cat(grads)
+        return Gradients(_cat(outs), _cat(acts), gradients[:, 0] if target.single else gradients)
+
+    # -- DeepLIFT ----------------------------------------------------------------------------
+    def _unsupported(self, x: Any) -> dict[str, int]:
+        from .tensorflow_deeplift import unsupported_ops
+
+        graph = self._forward_fn(_spec(x)).get_concrete_function().graph
+        return unsupported_ops(graph, graph.inputs[0])
+
+    def deeplift_unsupported(self, x: Array) -> list[str]:
+        """Operations on the input's path that DeepLIFT has no rule for (empty: all fine)."""
+        return sorted(self._unsupported(self._tensor(x)))
+
+    def deeplift_gradients(
+        self, x: Array, references: Array, target: Target, *, batch_size: int | None = None
+    ) -> Any:
+        """DeepLIFT rescale multipliers ``(n, T, ...)`` of ``target``'s scores for each pair
+        ``(x[i], references[i])``: ``Σ m ⊙ (x - r) = score(x) - score(r)`` per column."""
+        x, references = self._tensor(x), self._tensor(references)
+        unsupported = self._unsupported(x)
+        if unsupported:
+            raise no_deeplift_rule(unsupported)
+        target = target.check(self._num_outputs(x))
+        data, data_specs = self._target_data(target, x)
+        fn = self._deeplift_fn(_spec(x), target, data_specs)
+        n = len(x)
+        parts = []
+        for b in batches(n, batch_size):
+            whole = _whole(n, b)
+            pair = (x, references) if whole else (x[b], references[b])
+            parts.append(fn(*pair, tuple(d if whole else d[b] for d in data)))
+        return _cat(parts)
 
 
 def _check_captured(path: str, captured: list[Any]) -> None:

@@ -26,7 +26,7 @@ from tensorflow.python.eager import execute as tf_execute
 from tensorflow.python.framework import ops as tf_ops
 from tensorflow.python.ops import gen_nn_ops
 
-__all__ = ["deeplift_rules", "unsupported_ops", "EPS"]
+__all__ = ["EPS", "deeplift_rules", "unsupported_ops"]
 
 EPS = 1e-6
 PREFIX = "limelight_deeplift_"
@@ -76,7 +76,7 @@ def _unprefixed(op: Any) -> Any:
     """The recorded op under its real type again, so ``get_attr`` and the ordinary gradient
     function work on it."""
     if op.type.startswith(PREFIX):
-        op.type = op.type[len(PREFIX) :]
+        op.type = op.type.removeprefix(PREFIX)
     return op
 
 
