@@ -39,7 +39,9 @@ from limelight.core.targets import Classes
 
 CAMS = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam", "eigengradcam"]
 RAW = {"relu": False, "upsample": False, "normalize": False}
-NAMESPACES = ["numpy", "array_api_strict", "torch", "tensorflow"]
+#: "array_api_strict@device1" puts every array on a second device: an explainer that makes an
+#: array without ``device=`` (which would land on a CPU beside a CUDA model) fails there.
+NAMESPACES = ["numpy", "array_api_strict", "array_api_strict@device1", "torch", "tensorflow"]
 
 RNG = np.random.RandomState(0)
 M = RNG.randn(3, 6).astype(np.float32)
@@ -70,6 +72,12 @@ def namespace(name: str) -> Namespace:
     if name == "array_api_strict":
         xp = pytest.importorskip("array_api_strict")
         return Namespace(name, xp, xp.asarray, np.from_dlpack)
+    if name == "array_api_strict@device1":
+        xp = pytest.importorskip("array_api_strict")
+        device, host = xp.Device("device1"), xp.Device("CPU_DEVICE")
+        return Namespace(
+            name, xp, lambda a: xp.asarray(a, device=device), lambda a: np.from_dlpack(a.to_device(host))
+        )
     if name == "torch":
         torch = pytest.importorskip("torch")
         import array_api_compat.torch as xp
@@ -149,7 +157,7 @@ class FakeModel(Model):
         data = [self.asarray(d[rows]) for d in target.data()]
         classes = xp.astype(target.classes(xp, outputs, *data), xp.int64)
         n, k = int(outputs.shape[0]), int(outputs.shape[1])
-        onehot = xp.reshape(classes, (n, -1, 1)) == xp.reshape(xp.arange(k, dtype=xp.int64), (1, 1, k))
+        onehot = xp.reshape(classes, (n, -1, 1)) == xp.reshape(xp.arange(k, dtype=xp.int64, device=outputs.device), (1, 1, k))
         return xp.matmul(xp.astype(onehot, outputs.dtype), self.vt)
 
     def _to_input(self, dz: Any) -> Any:

@@ -260,3 +260,75 @@ def test_default_layer_is_cached_until_the_architecture_changes():
     assert len(calls) == 1  # the explanation's forward only: no second tracing pass
     model.insert(2, torch.nn.Conv2d(4, 4, 1))
     assert limelight.explain(model, x).params["layer"] == "2"
+
+
+def test_the_users_inputs_are_never_modified_by_an_inplace_model():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.ReLU(inplace=True), torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()
+    x, bg = torch.randn(2, 3, 8, 8), torch.randn(3, 3, 8, 8)
+    before, bg_before = x.clone(), bg.clone()
+    for method, params in [("gradcam", {"layer": "2"}), ("shap-gradient", {"background": bg, "nsamples": 4, "seed": 0}),
+                           ("shap-deep", {"background": bg})]:
+        exp = limelight.explain(model, x, method, **params)
+        assert torch.equal(x, before) and torch.equal(bg, bg_before), method
+        np.testing.assert_array_equal(exp.inputs, before.permute(0, 2, 3, 1).numpy())
+    assert (before < 0).any()  # the in-place ReLU would have changed them
+
+
+def test_memory_format_follows_the_weights_not_the_inputs_or_earlier_calls():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()
+    seen = []
+    model[0].register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous()))
+    wrapped = limelight.wrap(model)
+    x = torch.randn(2, 3, 8, 8)
+    limelight.explain(wrapped, x.contiguous(memory_format=torch.channels_last), layer="1")
+    limelight.explain(wrapped, x, layer="1")
+    assert seen and all(seen)  # NCHW weights: NCHW runs, whatever the inputs' format was
+    seen.clear()
+    model.to(memory_format=torch.channels_last)
+    limelight.explain(model, x, layer="1")
+    assert seen and not any(seen)  # a channels-last model runs channels-last
+    seen.clear()
+    limelight.explain(TorchModel(model, memory_format=torch.contiguous_format), x, layer="1")
+    assert seen and all(seen)  # forced
+
+
+def test_precision_highest_uses_and_restores_the_tf32_flags():
+    model = TorchModel(torch.nn.Linear(2, 2))
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    saved = (matmul.fp32_precision, conv.fp32_precision, matmul.allow_fp16_reduced_precision_reduction)
+    try:
+        matmul.fp32_precision, conv.fp32_precision = "tf32", "tf32"
+        matmul.allow_fp16_reduced_precision_reduction = True
+        with model.precision("highest"):
+            assert (matmul.fp32_precision, conv.fp32_precision) == ("ieee", "ieee")
+            assert not matmul.allow_fp16_reduced_precision_reduction
+        assert (matmul.fp32_precision, conv.fp32_precision) == ("tf32", "tf32")
+        assert matmul.allow_fp16_reduced_precision_reduction
+        with pytest.raises(ZeroDivisionError), model.precision("highest"):
+            1 / 0
+        assert (matmul.fp32_precision, conv.fp32_precision) == ("tf32", "tf32")
+        with model.precision("default"):
+            assert matmul.fp32_precision == "tf32"
+    finally:
+        matmul.fp32_precision, conv.fp32_precision, matmul.allow_fp16_reduced_precision_reduction = saved
+
+
+def test_precision_is_recorded_and_overridable():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()
+    x = torch.randn(2, 3, 8, 8)
+    assert limelight.explain(model, x, "shap-deep", background=x).params["precision"] == "highest"
+    assert limelight.explain(model, x, "shap-deep", background=x, precision="default").params["precision"] == "default"
+    assert limelight.explain(model, x, "gradcam").params["precision"] == "default"
+    assert limelight.explain(model, x, "gradcam", precision="highest").params["precision"] == "highest"
+    auto = limelight.explain(model, x, "shap", background=x)
+    assert auto.params["algorithm"] == "shap-deep" and auto.params["precision"] == "highest"
+    from limelight.core.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="precision must be one of auto, highest, default"):
+        limelight.explain(model, x, "gradcam", precision="tf32")

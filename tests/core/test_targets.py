@@ -74,3 +74,19 @@ def test_batches_slice_the_data_and_scores_run_on_the_strict_namespace():
     assert target[np.array([1, 1, 0])].index.tolist() == [[1, 0], [1, 0], [0, 2]]
     np.testing.assert_array_equal(scores(target, namespace=array_api_strict), scores(target))
     np.testing.assert_array_equal(scores(Predicted(), namespace=array_api_strict), OUTPUTS[[0, 1], [1, 0]][:, None])
+
+
+def test_a_target_object_must_fit_the_batch():
+    with pytest.raises(TargetError, match="holds 3 sample.*has 2"):
+        resolve_target(Classes(np.zeros((3, 1), np.int64), single=True), 2)
+
+
+def test_v1_helpers_keep_working():
+    from limelight.core.targets import normalize_targets, resolve_targets
+
+    assert normalize_targets(None, 2) is None
+    np.testing.assert_array_equal(normalize_targets(2, 2), [2, 2])
+    np.testing.assert_array_equal(resolve_targets(None, OUTPUTS), [1, 0])
+    np.testing.assert_array_equal(resolve_targets([[0, 2], [1, -1]], OUTPUTS), [[0, 2], [1, 2]])
+    with pytest.raises(TargetError, match="out of range"):
+        resolve_targets([0, 3], OUTPUTS)

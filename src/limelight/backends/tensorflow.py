@@ -505,10 +505,17 @@ class KerasModel(Model):
 
     # -- DeepLIFT ----------------------------------------------------------------------------
     def _unsupported(self, x: Any) -> dict[str, int]:
+        """Operations without a DeepLIFT rule in the traced forward graph (walked once per
+        model and input signature, cached)."""
         from .tensorflow_deeplift import unsupported_ops
 
-        graph = self._forward_fn(_spec(x)).get_concrete_function().graph
-        return unsupported_ops(graph, graph.inputs[0])
+        spec = _spec(x)
+        cache = model_cache(self.native)
+        key = ("deeplift unsupported", spec)
+        if key not in cache:
+            graph = self._forward_fn(spec).get_concrete_function().graph
+            cache[key] = dict(unsupported_ops(graph, graph.inputs[0]))
+        return dict(cache[key])
 
     def deeplift_unsupported(self, x: Array) -> list[str]:
         """Operations on the input's path that DeepLIFT has no rule for (empty: all fine)."""

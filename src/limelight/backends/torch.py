@@ -3,9 +3,10 @@
 * Arrays stay on the model's device. Canonical inputs are channels-last *views*
   (``x.permute(0, 2, 3, 1)``) of the NCHW tensors the model is fed, not copies; activations
   and gradients are handed out the same way. ``xp`` is ``array_api_compat.torch``.
-* The model runs in its own dtype and in the memory format of the user's inputs (NCHW
-  contiguous unless the user's tensor is ``channels_last``); ``TorchModel(model,
-  memory_format=torch.channels_last)`` opts in to channels-last everywhere.
+* The model runs in its own dtype and memory format: NCHW contiguous, or channels-last when
+  its weights are (``model.to(memory_format=torch.channels_last)``, the way channels-last
+  models are made); ``TorchModel(model, memory_format=...)`` forces one. The model always
+  runs on a copy of the inputs, so in-place operations in ``forward`` never reach them.
 * Layer names are ``named_modules()`` names (a module object is accepted too).
 * The model runs in eval mode; every module's previous ``training`` flag is restored
   afterwards, also when the call raises.
@@ -82,19 +83,15 @@ def _to_keras_order(arr: np.ndarray, back: bool = False) -> np.ndarray:
     return arr.T if arr.ndim == 2 else arr
 
 
-#: The flags ``precision="highest"`` turns off: (module path, attribute).
-_REDUCED_PRECISION = (
-    ("backends.cuda.matmul", "allow_tf32"),
-    ("backends.cudnn", "allow_tf32"),
-    ("backends.cuda.matmul", "allow_fp16_reduced_precision_reduction"),
-    ("backends.cuda.matmul", "allow_bf16_reduced_precision_reduction"),
-)
+#: Reduced-precision reductions of ``torch.backends.cuda.matmul`` that ``precision="highest"``
+#: turns off besides TF32.
+_REDUCED_PRECISION = ("allow_fp16_reduced_precision_reduction", "allow_bf16_reduced_precision_reduction")
 
 
 class TorchModel(Model):
     """A ``torch.nn.Module`` taking NCHW (or ``(N, D)``) tensors and returning ``(N, K)``.
 
-    ``memory_format``: None runs the model in the memory format of the inputs as given;
+    ``memory_format``: None runs the model in the memory format of its convolution weights;
     ``torch.channels_last`` (or ``torch.contiguous_format``) forces one.
     """
 
@@ -142,17 +139,14 @@ class TorchModel(Model):
                     f"inputs have shape {tuple(tensor.shape)}, but the model's first convolution takes "
                     f"{expected} channels in NCHW layout.{hint}"
                 )
-        if self.memory_format is None and tensor.ndim == 4:
-            channels_last = tensor.is_contiguous(memory_format=torch.channels_last) and not tensor.is_contiguous()
-            self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         return _nhwc(tensor.to(device=device, dtype=dtype))
 
     def asarray(self, a: Any, like: Array | None = None) -> torch_types.Tensor:
-        device, dtype = (like.device, like.dtype) if like is not None else self._device_dtype()
+        device = like.device if like is not None else self._device_dtype()[0]
         host = np.asarray(a)
         tensor = torch.as_tensor(host if host.flags.writeable else host.copy())  # torch wants writable memory
-        if tensor.is_floating_point():
-            return tensor.to(device=device, dtype=dtype, non_blocking=True)
+        if like is not None and tensor.is_floating_point():
+            return tensor.to(device=device, dtype=like.dtype, non_blocking=True)
         return tensor.to(device=device, non_blocking=True)
 
     def to_numpy(self, a: Array) -> np.ndarray:
@@ -175,26 +169,28 @@ class TorchModel(Model):
     @contextlib.contextmanager
     def precision(self, mode: str) -> Iterator[None]:
         """``"highest"``: TF32 convolutions/matmuls and reduced-precision reductions off for
-        the duration (restored after); ``"default"``: the user's settings untouched."""
+        the duration (restored after, also on errors); ``"default"``: the user's settings
+        untouched. Uses torch's ``fp32_precision`` API where it exists (mixing it with the
+        legacy ``allow_tf32`` flags is an error in torch)."""
         if mode != "highest":
             yield
             return
-        saved = []
-        for path, attr in _REDUCED_PRECISION:
-            owner = torch
-            for part in path.split("."):
-                owner = getattr(owner, part)
-            saved.append((owner, attr, getattr(owner, attr)))
-        matmul = torch.get_float32_matmul_precision()
+        flags: list[tuple[Any, str, Any]] = []
+        matmul = torch.backends.cuda.matmul
+        if hasattr(matmul, "fp32_precision"):
+            for owner in (matmul, torch.backends.cudnn.conv, torch.backends.cudnn.rnn):
+                flags.append((owner, "fp32_precision", "ieee"))
+        else:  # older torch: the legacy flags
+            flags += [(matmul, "allow_tf32", False), (torch.backends.cudnn, "allow_tf32", False)]
+        flags += [(matmul, name, False) for name in _REDUCED_PRECISION if hasattr(matmul, name)]
+        saved = [(owner, name, getattr(owner, name)) for owner, name, _ in flags]
         try:
-            for owner, attr, _ in saved:
-                setattr(owner, attr, False)
-            torch.set_float32_matmul_precision("highest")
+            for owner, name, value in flags:
+                setattr(owner, name, value)
             yield
         finally:
-            for owner, attr, value in saved:
-                setattr(owner, attr, value)
-            torch.set_float32_matmul_precision(matmul)
+            for owner, name, value in reversed(saved):
+                setattr(owner, name, value)
 
     def _input_channels(self) -> int | None:
         for module in self.native.modules():
@@ -210,12 +206,31 @@ class TorchModel(Model):
                 return device, tensor.dtype
         return device, dtype
 
+    def _memory_format(self) -> Any:
+        """The memory format the model runs in: the one given to the wrapper, else the one
+        of the model's first convolution weight (``model.to(memory_format=torch.channels_last)``
+        converts the weights too), else NCHW contiguous."""
+        if self.memory_format is not None:
+            return self.memory_format
+        for module in self.native.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                weight = module.weight
+                if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+                    return torch.channels_last
+                break
+        return torch.contiguous_format
+
     def _to_native(self, x: torch_types.Tensor) -> torch_types.Tensor:
-        """Canonical NHWC (a view or an explainer's array) -> NCHW in the run's memory format."""
-        native = _nchw(x)
+        """Canonical NHWC (a view of the user's tensor or an explainer's array) -> a fresh NCHW
+        tensor in the model's memory format: a model that edits its input in place
+        (``ReLU(inplace=True)`` first, ``x.sub_(mean)``) never touches the user's tensor."""
+        return self._copy(_nchw(x))
+
+    def _copy(self, native: torch_types.Tensor) -> torch_types.Tensor:
+        """A fresh copy of an NCHW (or flat) tensor in the model's memory format."""
         if native.ndim == 4:
-            native = native.contiguous(memory_format=self.memory_format or torch.contiguous_format)
-        return native
+            return native.clone(memory_format=self._memory_format())
+        return native.clone()
 
     # -- layers ------------------------------------------------------------------------------
     def layers(self) -> list[str]:
@@ -374,14 +389,14 @@ class TorchModel(Model):
         return Gradients(parts[0], parts[1], gradients)
 
     @staticmethod
-    def _input_conv_mode(leaf: torch_types.Tensor) -> Any:
-        """On CPU, the faster input gradient of a strided first convolution
-        (:mod:`.torch_subpixel`); elsewhere nothing."""
-        if leaf.device.type != "cpu":
+    def _input_conv_mode(fed: torch_types.Tensor) -> Any:
+        """On CPU, the faster input gradient of a strided first convolution of ``fed``, the
+        tensor given to the model (:mod:`.torch_subpixel`); elsewhere nothing."""
+        if fed.device.type != "cpu":
             return contextlib.nullcontext()
         from .torch_subpixel import InputConvMode
 
-        return InputConvMode(leaf)
+        return InputConvMode(fed)
 
     def _gradients_batch(
         self, x: Array, target: Target, rows: slice, named: tuple[str, Any] | None
@@ -390,9 +405,12 @@ class TorchModel(Model):
         with self._eval_mode():
             if named is None:
                 with torch.enable_grad():
-                    activation = self._to_native(x).detach().requires_grad_(True)
-                    with self._input_conv_mode(activation):
-                        out = self._check_outputs(self.native(activation))
+                    # the leaf is a view of x; the model gets a copy, so in-place ops in
+                    # forward() modify neither x nor a leaf autograd must keep intact
+                    activation = _nchw(x).detach().requires_grad_(True)
+                    fed = self._copy(activation)
+                    with self._input_conv_mode(fed):
+                        out = self._check_outputs(self.native(fed))
             else:
                 with torch.no_grad(), self._capture(named[1], named[0], grad=True) as store:
                     out = self._check_outputs(self.native(self._to_native(x)))
@@ -442,11 +460,11 @@ class TorchModel(Model):
 
         both = torch.cat([_nchw(x), _nchw(references)])
         if both.ndim == 4:
-            both = both.contiguous(memory_format=self.memory_format or torch.contiguous_format)
+            both = both.contiguous(memory_format=self._memory_format())
         leaf = both.detach().requires_grad_(True)
         mode = DeepLiftMode()
         with torch.enable_grad(), mode:
-            out = self._check_outputs(self.native(leaf))
+            out = self._check_outputs(self.native(leaf.clone()))  # in-place ops stay off the leaf
         return leaf, out, mode.unsupported
 
     def deeplift_unsupported(self, x: Array) -> list[str]:

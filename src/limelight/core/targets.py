@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import TargetError
 
-__all__ = ["TargetsLike", "Target", "Classes", "Predicted", "resolve_target"]
+__all__ = ["TargetsLike", "Target", "Classes", "Predicted", "resolve_target", "normalize_targets", "resolve_targets"]
 
 Array = Any
 
@@ -96,7 +96,8 @@ class Classes(Target):
             first = int(np.flatnonzero(bad)[0])
             raise TargetError(
                 f"target class {int(self.index.flat[first])} (sample {first // self.columns}) is out "
-                f"of range: the model has {k} outputs, so targets must be in [0, {k - 1}]."
+                f"of range: the model has {k} outputs, so targets must be in [0, {k - 1}] (or "
+                f"[-{k}, -1], counting from the end)."
             )
         if (self.index < 0).any():
             return Classes(np.where(self.index < 0, self.index + k, self.index), self.single)
@@ -154,6 +155,12 @@ def resolve_target(targets: TargetsLike, n: int, *, multi: bool = True, method: 
         return Predicted()
     if isinstance(targets, Target):
         target = targets
+        for data in target.data():
+            if len(data) != n:
+                raise TargetError(
+                    f"the {type(target).__name__} target holds {len(data)} sample(s), but the batch "
+                    f"has {n}: build it for this batch."
+                )
     elif isinstance(targets, numbers.Integral) and not isinstance(targets, bool):
         target = Classes(np.full((n, 1), int(targets), np.int64), single=True)
     else:
@@ -173,3 +180,26 @@ def resolve_target(targets: TargetsLike, n: int, *, multi: bool = True, method: 
             "the classes)."
         )
     return target
+
+
+def normalize_targets(targets: TargetsLike, n: int) -> np.ndarray | None:
+    """v1 helper, kept for callers: ``targets`` for ``n`` samples as ``(n,)`` / ``(n, T)``
+    int64 (None for the predicted class); the range is not checked."""
+    target = resolve_target(targets, n)
+    if isinstance(target, Predicted):
+        return None
+    if not isinstance(target, Classes):
+        raise TargetError(f"{type(target).__name__} targets are not class indices.")
+    return target.index[:, 0] if target.single else target.index
+
+
+def resolve_targets(targets: TargetsLike, outputs: np.ndarray) -> np.ndarray:
+    """v1 helper, kept for callers: class indices ``(N,)`` / ``(N, T)`` against NumPy
+    ``outputs`` ``(N, K)`` (argmax for None; range-checked, negatives made positive)."""
+    outputs = np.asarray(outputs)
+    target = resolve_target(targets, len(outputs)).check(outputs.shape[1])
+    if isinstance(target, Predicted):
+        return np.argmax(outputs, axis=1).astype(np.int64)
+    if not isinstance(target, Classes):
+        raise TargetError(f"{type(target).__name__} targets are not class indices.")
+    return target.index[:, 0] if target.single else target.index

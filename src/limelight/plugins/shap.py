@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import FrameworkNotInstalledError, InputError, ParameterError
+from ..core.errors import FrameworkNotInstalledError, InputError, ParameterError, UnsupportedError
 from ..core.explainer import Explainer
 from ..core.explanation import Explanation
 from ..core.hookspecs import hookimpl
@@ -91,10 +91,12 @@ class _ShapExplainer(Explainer):
 
     def pairs(self, n: int, m: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All ``(row, reference)`` index pairs of ``n`` inputs and ``m`` references, row
-        by row, in batches of :meth:`size`."""
+        by row, ``size() // 2`` pairs a batch (a DeepLIFT pass runs input and reference
+        together, so the model sees at most ``size()`` samples)."""
         rows, refs = np.divmod(np.arange(n * m), m)
-        for start in range(0, n * m, self.size()):
-            yield rows[start : start + self.size()], refs[start : start + self.size()]
+        step = max(1, self.size() // 2)
+        for start in range(0, n * m, step):
+            yield rows[start : start + step], refs[start : start + step]
 
 
 class ShapGradient(_ShapExplainer):
@@ -148,7 +150,7 @@ class ShapGradient(_ShapExplainer):
         outputs = model.predict(x, batch_size=self.size())
         target, classes = self.fix_target(target, outputs)
         x64, bg64 = xp.astype(x, xp.float64), xp.astype(bg, xp.float64)
-        phis = xp.zeros((int(x.shape[0]), classes.shape[1], *x.shape[1:]), dtype=xp.float64)
+        phis = xp.zeros((int(x.shape[0]), classes.shape[1], *x.shape[1:]), dtype=xp.float64, device=x.device)
         for rows, refs, ts, noise in self._draws(int(x.shape[0]), int(bg.shape[0]), tuple(x.shape[1:])):
             rows_d = model.asarray(rows)
             points = xp.take(x64, rows_d, axis=0)
@@ -210,7 +212,7 @@ class ShapPartition(_ShapExplainer):
             )
             values[row] = np.moveaxis(np.asarray(result.values[0]), -1, 0)
             base[row] = np.asarray(result.base_values[0])
-        return self.finish(x, model.asarray(values), classes, outputs, model.asarray(base), target)
+        return self.finish(x, model.asarray(values), classes, outputs, model.asarray(base), target)  # float64
 
 
 class ShapDeep(_ShapExplainer):
@@ -219,7 +221,8 @@ class ShapDeep(_ShapExplainer):
     :class:`~limelight.core.model.SupportsDeepLift`; an operation the rule cannot handle
     raises :class:`~limelight.core.errors.UnsupportedError` naming it. Completeness: values
     sum to ``f(x) - mean f(background)``. The (input, reference) pairs of all rows run in
-    batches of ``batch_size`` pairs, with TF32 off unless ``precision="default"``.
+    batches of ``batch_size // 2`` pairs (``batch_size`` samples a pass), with TF32 off
+    unless ``precision="default"``.
     """
 
     name = "shap-deep"
@@ -233,7 +236,7 @@ class ShapDeep(_ShapExplainer):
         bg = self.background()
         outputs = model.predict(x, batch_size=self.size())
         target, classes = self.fix_target(target, outputs)
-        phis = xp.zeros((int(x.shape[0]), classes.shape[1], *x.shape[1:]), dtype=xp.float64)
+        phis = xp.zeros((int(x.shape[0]), classes.shape[1], *x.shape[1:]), dtype=xp.float64, device=x.device)
         for rows, refs in self.pairs(int(x.shape[0]), int(bg.shape[0])):
             rows_d = model.asarray(rows)
             points = xp.take(x, rows_d, axis=0)
@@ -272,6 +275,12 @@ class ShapAuto(Explainer):
     def __init__(self, model: Any, *, batch_size: int | None = None, **params: Any) -> None:
         self._precision = params.get("precision", "auto")  # resolved by the chosen method
         super().__init__(model, batch_size=batch_size, **params)
+        if not isinstance(model, SupportsDeepLift | SupportsGradients):
+            raise UnsupportedError(
+                f"explainer {self.name!r} needs the backend capability SupportsDeepLift or "
+                f"SupportsGradients, which the {model.framework} backend ({type(model).__name__}) "
+                "does not provide; shap-partition needs only predict."
+            )
 
 
 @hookimpl(trylast=True)
