@@ -164,6 +164,7 @@ def _both(models: tuple[Any, Any], x: Any, method: str, **params: Any) -> tuple[
     guard.check()
     assert x_gpu.device.type == "cuda"
     _numpy_out(on_gpu)
+    np.testing.assert_array_equal(on_gpu.inputs, on_cpu.inputs)  # prefetched on a side stream
     assert on_gpu.values.shape == on_cpu.values.shape
     np.testing.assert_array_equal(on_gpu.targets, on_cpu.targets)
     return on_cpu, on_gpu

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ import numpy as np
 from ..core.arrays import check_batch, to_numpy_float32
 from ..core.cache import model_cache
 from ..core.errors import InputError, LayerError, NotDifferentiableError, no_deeplift_rule
+from ..core.explanation import owned
 from ..core.hookspecs import hookimpl
 from ..core.layers import pick_default_layer
 from ..core.lazy import LazyModule
@@ -86,6 +87,31 @@ def _to_keras_order(arr: np.ndarray, back: bool = False) -> np.ndarray:
 #: Reduced-precision reductions of ``torch.backends.cuda.matmul`` that ``precision="highest"``
 #: turns off besides TF32.
 _REDUCED_PRECISION = ("allow_fp16_reduced_precision_reduction", "allow_bf16_reduced_precision_reduction")
+
+
+_COPIER: list[Any] = []
+
+
+def _copier() -> Any:
+    """The one worker thread that brings prefetched tensors to the host."""
+    if not _COPIER:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _COPIER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="limelight-copy"))
+    return _COPIER[0]
+
+
+def _copy_to_host(a: Any, ready: Any) -> np.ndarray:
+    """Device -> pinned host memory on a side stream once ``ready`` fired, then an owned,
+    read-only NumPy copy (the pinned block goes back to torch's cache)."""
+    stream = torch.cuda.Stream(a.device)
+    with torch.cuda.stream(stream):
+        stream.wait_event(ready)
+        source = a.contiguous()
+        pinned = torch.empty(source.shape, dtype=source.dtype, pin_memory=True)
+        pinned.copy_(source, non_blocking=True)
+    stream.synchronize()
+    return owned(pinned.numpy())
 
 
 class TorchModel(Model):
@@ -162,6 +188,16 @@ class TorchModel(Model):
             torch.cuda.current_stream(a.device).synchronize()
             return pinned.numpy()
         return a.cpu().numpy()
+
+    def prefetch(self, a: Array) -> Callable[[], np.ndarray]:
+        """From CUDA, the copy to the host starts now on a side stream (after the work already
+        queued for ``a``) and a worker thread makes the owned host array, while the caller
+        goes on launching the explanation's work; elsewhere the base version."""
+        if not isinstance(a, torch.Tensor) or a.device.type != "cuda":
+            return super().prefetch(a)
+        ready = torch.cuda.Event()
+        ready.record(torch.cuda.current_stream(a.device))
+        return _copier().submit(_copy_to_host, a, ready).result
 
     def index_add(self, target: Array, index: Array, values: Array) -> torch_types.Tensor:
         return target.index_add(0, index, values.to(target.dtype))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -40,6 +40,9 @@ class Explainer(abc.ABC):
     #: Whether ``precision="auto"`` means ``"highest"`` (TF32 off) for this method.
     full_precision: ClassVar[bool] = False
 
+    #: During :meth:`__call__`: the inputs and their prefetched host copy.
+    _inputs: tuple[Array, Callable[[], np.ndarray]] | None = None
+
     def __init__(self, model: Model, *, batch_size: int | None = None, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.defaults) - {"precision"})
         if unknown:
@@ -74,8 +77,14 @@ class Explainer(abc.ABC):
     def __call__(self, x: Array, targets: TargetsLike = None) -> Explanation:
         """Explain canonical ``x`` under this explainer's precision policy."""
         target = self.target(targets, int(x.shape[0]))
-        with self.model.precision(self.params["precision"]):
-            return self.explain(x, target)
+        # the inputs' trip to the host starts now and overlaps the work (where the backend
+        # copies asynchronously); result() collects it
+        self._inputs = (x, self.model.prefetch(x))
+        try:
+            with self.model.precision(self.params["precision"]):
+                return self.explain(x, target)
+        finally:
+            self._inputs = None
 
     @property
     def xp(self) -> Any:
@@ -128,11 +137,17 @@ class Explainer(abc.ABC):
             values=host(values, np.float32),
             targets=host(classes, np.int64),
             outputs=host(outputs, np.float32),
-            inputs=host(x, None),
+            inputs=self._host_inputs(x),
             base_values=None if base_values is None else host(base_values, None),
             params={**self.params, **params},
             framework=self.model.framework,
         )
+
+    def _host_inputs(self, x: Array) -> np.ndarray:
+        prefetched = self._inputs
+        if prefetched is not None and prefetched[0] is x:
+            return prefetched[1]()
+        return owned(self.model.to_numpy(x))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} on {self.model!r}>"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from .errors import LayerError, ParameterError, close_matches
+from .explanation import owned
 from .ops import bilinear_matrix
 
 if TYPE_CHECKING:
@@ -131,6 +132,12 @@ class Model(abc.ABC):
     @abc.abstractmethod
     def to_numpy(self, a: Array) -> np.ndarray:
         """The one way out: a backend array as a NumPy array on the host."""
+
+    def prefetch(self, a: Array) -> Callable[[], np.ndarray]:
+        """Start bringing ``a`` to the host; calling the result returns it (an owned,
+        read-only NumPy array). This version copies when called; backends with asynchronous
+        copies start them here, so the copy overlaps the work that follows."""
+        return lambda: owned(self.to_numpy(a))
 
     # -- what the standard lacks ------------------------------------------------------------
     def index_add(self, target: Array, index: Array, values: Array) -> Array:
