@@ -40,17 +40,7 @@ def twin_cnn():
     import torch
 
     torch.manual_seed(0)
-    tm = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(8, 16, 3, padding=1),
-        torch.nn.BatchNorm2d(16),
-        torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1),
-        torch.nn.Flatten(),
-        torch.nn.Linear(16, 5),
-    )
+    tm = small_torch_cnn()
     with torch.no_grad():  # non-trivial BatchNorm statistics, so eval mode matters
         bn = tm[4]
         bn.running_mean.uniform_(-0.5, 0.5)
@@ -77,6 +67,24 @@ def twin_cnn():
     x_nhwc = rng.rand(4, 16, 16, 3).astype(np.float32)
     x_nchw = torch.from_numpy(x_nhwc.transpose(0, 3, 1, 2).copy())
     return tm, km, "5", "relu2", x_nchw, x_nhwc
+
+
+def small_torch_cnn():
+    """Conv(3→8) ReLU MaxPool(2) Conv(8→16) BatchNorm ReLU GAP Linear(5), drawn from torch's
+    global generator (seed it first)."""
+    import torch
+
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(8, 16, 3, padding=1),
+        torch.nn.BatchNorm2d(16),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16, 5),
+    )
 
 
 def copy_torch_to_keras(tm, km) -> None:

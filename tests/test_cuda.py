@@ -24,6 +24,7 @@ torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
 import limelight  # noqa: E402
+from tests.conftest import small_torch_cnn  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -58,18 +59,7 @@ def resnet18() -> tuple[Any, Any]:
 @pytest.fixture(scope="module")
 def small_cnn() -> tuple[Any, Any]:
     torch.manual_seed(0)
-    cpu = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(8, 16, 3, padding=1),
-        torch.nn.BatchNorm2d(16),
-        torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1),
-        torch.nn.Flatten(),
-        torch.nn.Linear(16, 5),
-    )
-    cpu = _random_bn(cpu, 1).eval()
+    cpu = _random_bn(small_torch_cnn(), 1).eval()
     return cpu, copy.deepcopy(cpu).to(CUDA)
 
 
