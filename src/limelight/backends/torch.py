@@ -105,6 +105,7 @@ def _copy_to_host(a: Any, ready: Any) -> np.ndarray:
     """Device -> pinned host memory on a side stream once ``ready`` fired, then an owned,
     read-only NumPy copy (the pinned block goes back to torch's cache)."""
     stream = torch.cuda.Stream(a.device)
+    a.record_stream(stream)  # the allocator keeps a's memory until this stream is done with it
     with torch.cuda.stream(stream):
         stream.wait_event(ready)
         source = a.contiguous()
