@@ -205,3 +205,89 @@ def test_evaluate_resolves_targets_when_no_explanation_is_given():
     fixed = evaluate(model, x, {}, ["deletion"], targets=2)
     other = evaluate(model, x, {}, ["deletion"], targets=np.full(len(x), 2))
     np.testing.assert_array_equal(fixed.scores["edge"]["deletion"], other.scores["edge"]["deletion"])
+
+
+class SoftmaxLinear(Linear):
+    """The same linear model ending in a softmax: its outputs are probabilities."""
+
+    def predict(self, x, *, batch_size=None):
+        z = super().predict(x, batch_size=batch_size).astype(np.float64)
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+class StrictSoftmaxLinear(StrictLinear):
+    def predict(self, x, *, batch_size=None):
+        xp = self.xp
+        z = super().predict(x, batch_size=batch_size)
+        e = xp.exp(z - xp.max(z, axis=1, keepdims=True))
+        return e / xp.sum(e, axis=1, keepdims=True)
+
+
+_FAITHFULNESS = ["deletion", "insertion", "road-morf", "road-lerf", "confidence-drop", "confidence-increase"]
+
+
+def _faithfulness(name, **params):
+    from limelight.core.registry import registry
+
+    if name.startswith("road"):
+        pytest.importorskip("scipy")
+        params.setdefault("fractions", (0.2, 0.5))
+    return registry.metrics()[name](batch_size=8, **params)
+
+
+@pytest.mark.parametrize("name", _FAITHFULNESS)
+def test_a_model_ending_in_softmax_is_not_softmaxed_twice(name):
+    """Issue 12, item 4: the metrics of a softmax model equal the logits model's, whose
+    probabilities they compute; softmax applied to probabilities flattens the curves."""
+    model, x, maps, targets = _setup(seed=8, k=3)
+    if not name.startswith("confidence"):  # (a map whose kept pixels lose confidence, for those)
+        maps = np.where(x.mean(-1) > 0.5, maps + 1, maps)
+    probabilities = SoftmaxLinear(model.weights)
+    metric = _faithfulness(name)
+    expected = metric(maps, x=x, targets=targets, model=model)
+    assert metric.output_kind_used == "logits"
+    got = metric(maps, x=x, targets=targets, model=probabilities)
+    assert metric.output_kind_used == "probabilities"
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    explicit = _faithfulness(name, output_kind="probabilities")(maps, x=x, targets=targets, model=probabilities)
+    np.testing.assert_allclose(explicit, expected, rtol=1e-5, atol=1e-6)
+    if name in ("deletion", "insertion"):  # the curve's shape: not flat, as the logits model's
+        best, worst = (metric(m, x=x, targets=targets, model=probabilities) for m in (maps, -maps))
+        np.testing.assert_allclose(best - worst, metric(maps, x=x, targets=targets, model=model)
+                                   - metric(-maps, x=x, targets=targets, model=model), rtol=1e-5, atol=1e-6)
+    twice = _faithfulness(name, output_kind="logits")(maps, x=x, targets=targets, model=probabilities)
+    if name != "confidence-increase":  # the old behaviour: softmax of the probabilities
+        assert expected.any() and not np.allclose(twice, expected, rtol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["deletion", "road-morf", "confidence-drop"])
+def test_output_kind_is_decided_on_the_device_in_standard_array_api(name):
+    model, x, maps, targets = _setup(seed=9)
+    metric = _faithfulness(name)
+    expected = metric(maps, x=x, targets=targets, model=model)
+    strict = StrictSoftmaxLinear(model.weights)
+    got = metric(maps, x=strict.canonical(x), targets=targets, model=strict)
+    assert metric.output_kind_used == "probabilities"
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_evaluate_records_the_output_kind_and_refuses_an_unknown_one():
+    model, x, maps, targets = _setup(seed=10)
+    from limelight import Explanation
+    from limelight.core.errors import ParameterError
+
+    exp = Explanation(method="given", values=maps, targets=targets, outputs=np.zeros((len(x), 4)))
+    names = ["deletion", "road-lerf", "sparseness"]
+    params = {"deletion": {"steps": 4}, "road-lerf": {"fractions": (0.5,)}}
+    logits = evaluate(model, x, {"given": exp}, names, metric_params=params)
+    softmax = evaluate(SoftmaxLinear(model.weights), x, {"given": exp}, names, metric_params=params)
+    assert logits.output_kinds == {"deletion": "logits", "road-lerf": "logits"}
+    assert softmax.output_kinds == {"deletion": "probabilities", "road-lerf": "probabilities"}
+    for row in logits.scores:
+        np.testing.assert_allclose(softmax.scores[row]["deletion"], logits.scores[row]["deletion"], rtol=1e-5)
+    forced = evaluate(model, x, {"given": exp}, ["deletion"], metric_params={"deletion": {"output_kind": "probabilities"}})
+    assert forced.output_kinds == {"deletion": "probabilities"}
+    assert type(softmax).concatenate([softmax, softmax]).output_kinds == softmax.output_kinds
+    with pytest.raises(ParameterError, match="output_kind must be one of"):
+        Deletion(output_kind="probs")

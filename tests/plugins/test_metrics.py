@@ -219,3 +219,32 @@ def test_reinitialisation_draws_from_the_fan_in_bound():
     gamma = np.arange(6, dtype=np.float32)
     (shuffled,) = reinitialize([gamma], np.random.RandomState(0))  # normalisation: permuted
     assert sorted(shuffled) == sorted(gamma) and not np.array_equal(shuffled, gamma)
+
+
+def test_models_ending_in_softmax_score_as_their_logits_do():
+    """Issue 12, item 4, on real backends: output_kind="auto" reads a softmax model's outputs
+    as probabilities (a second softmax would flatten the curves)."""
+    torch = pytest.importorskip("torch")
+    from limelight import datasets, demo
+
+    data = datasets.shapes(6, seed=22)
+    logits = demo.torch_model()
+    models = {"torch": limelight.wrap(torch.nn.Sequential(logits, torch.nn.Softmax(dim=1)))}
+    reference = limelight.wrap(logits)
+    targets = predicted(reference, data.images)
+    oracle = np.where(data.masks, 1.0, 0.0) + 0.01 * np.random.RandomState(0).rand(*data.masks.shape)
+    try:
+        keras = __import__("keras")  # after torch
+        km = demo.keras_model()
+        models["keras"] = limelight.wrap(keras.Sequential([keras.Input(data.images.shape[1:]), km,
+                                                           keras.layers.Softmax()]))
+    except ImportError:
+        pass
+    for name, params in [("deletion", {"steps": 8}), ("insertion", {"steps": 8}),
+                         ("road-morf", {"fractions": (0.2, 0.6)}), ("confidence-drop", {})]:
+        expected = metric(name, **params)(oracle, x=data.images, targets=targets, model=reference)
+        for framework, model in models.items():
+            m = metric(name, **params)
+            got = m(oracle, x=data.images, targets=targets, model=model)
+            np.testing.assert_allclose(got, expected, atol=2e-5, err_msg=f"{name} {framework}")
+            assert m.output_kind_used == "probabilities", (name, framework)

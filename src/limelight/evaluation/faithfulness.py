@@ -1,14 +1,21 @@
 """Faithfulness metrics: does the model's confidence follow the map? They run the model.
 
-``deletion`` and ``insertion``: AUC of the target's softmax probability as pixels are removed
+``deletion`` and ``insertion``: AUC of the target's probability as pixels are removed
 / added most-relevant first (baseline a value or ``"blur"``). ``road-morf`` and
 ``road-lerf`` (ROAD: pixels removed most / least relevant first and filled by noisy linear
 imputation). ``confidence-drop`` and ``confidence-increase`` (the image multiplied by its
 map).
 
+The target's probability is the softmax of the model's outputs when they are logits, the
+output itself when the model already ends in a softmax: every one of these metrics takes
+``output_kind`` (``"logits"``, ``"probabilities"``, or ``"auto"``, the default: outputs
+whose rows are non-negative and sum to 1 are probabilities, decided on the device from the
+first batch, only a boolean comes back). The kind used is in ``metric.output_kind_used``
+after a call, and :func:`~limelight.evaluation.evaluate` records it.
+
 The perturbed images are built on the model's device with ``model.xp`` (the inputs moved
 there once), every step's images of every sample go through the model in batches of at most
-``batch_size``, the target's softmax probability is taken on the device, and only the scores
+``batch_size``, the target's probability is taken on the device, and only the scores
 ``(N,)`` come back. ROAD's imputation is a sparse solve on the host (SciPy); its images are
 fed in the same batches.
 """
@@ -23,9 +30,10 @@ import numpy as np
 
 from ..core.errors import ParameterError
 from ..core.model import Array, Model, batches
-from .metric import Metric, on_device, on_host
+from .metric import DEFAULT_BATCH_SIZE, Metric, on_device, on_host
 
 __all__ = [
+    "OUTPUT_KINDS",
     "ConfidenceDrop",
     "ConfidenceIncrease",
     "Deletion",
@@ -35,36 +43,79 @@ __all__ = [
     "noisy_linear_imputation",
 ]
 
+#: What a model's outputs are: ``"auto"`` decides from the outputs (rows non-negative and
+#: summing to 1 within :data:`_SUM_TOLERANCE` are probabilities).
+OUTPUT_KINDS = ("auto", "logits", "probabilities")
 
-def _probability(model: Model, images: Array, classes: np.ndarray) -> Array:
-    """The softmax probability ``(B,)`` of each image's class, on the device: one model
-    call on ``images`` (a backend array), ``classes`` ``(B,)`` host ints."""
+#: How far from 1 a row of probabilities may sum (float16 softmax outputs included).
+_SUM_TOLERANCE = 1e-3
+
+
+def _are_probabilities(model: Model, z: Array) -> bool:
+    """Whether outputs ``z`` ``(B, K)`` look like probabilities: checked on the device, one
+    boolean comes back."""
+    xp = model.xp
+    sums = xp.sum(z, axis=1)
+    flag = xp.logical_and(xp.all(z >= 0), xp.all(xp.abs(sums - 1.0) <= _SUM_TOLERANCE))
+    return bool(np.asarray(model.to_numpy(flag)))
+
+
+def _probability(model: Model, images: Array, classes: np.ndarray, output_kind: str) -> tuple[Array, str]:
+    """The probability ``(B,)`` of each image's class, on the device: one model call on
+    ``images`` (a backend array), ``classes`` ``(B,)`` host ints. The softmax of the outputs
+    for ``output_kind="logits"``, the outputs themselves for ``"probabilities"``; ``"auto"``
+    is decided here. Returns the probabilities and the kind used."""
     xp = model.xp
     z = model.predict(images, batch_size=max(1, int(images.shape[0])))
-    z = z if z.dtype == xp.float64 else xp.astype(z, xp.float32)  # half-precision outputs: softmax in float32
-    e = xp.exp(z - xp.max(z, axis=1, keepdims=True))
+    z = z if z.dtype == xp.float64 else xp.astype(z, xp.float32)  # half-precision outputs: float32
+    if output_kind == "auto":
+        output_kind = "probabilities" if _are_probabilities(model, z) else "logits"
     index = model.asarray(np.asarray(classes, np.int64).reshape(-1, 1))
-    return xp.take_along_axis(e, index, axis=1)[:, 0] / xp.sum(e, axis=1)
+    if output_kind == "probabilities":
+        return xp.take_along_axis(z, index, axis=1)[:, 0], output_kind
+    e = xp.exp(z - xp.max(z, axis=1, keepdims=True))
+    return xp.take_along_axis(e, index, axis=1)[:, 0] / xp.sum(e, axis=1), output_kind
 
 
-def _probabilities(
-    model: Model, count: int, images: Callable[[np.ndarray], Array], classes: np.ndarray, batch_size: int | None
-) -> np.ndarray:
-    """The target probability of ``count`` images, ``(count,)`` float64 on the host.
+class _ModelOutputs(Metric):
+    """A metric that reads the target's probability from the model's outputs: checks
+    ``output_kind`` and records the kind used in :attr:`output_kind_used`."""
 
-    ``images(index)`` builds the images of the flat indices ``index`` (a slice of
-    ``arange(count)``, in order) as a backend array; ``classes`` ``(count,)`` gives each
-    image's class. One model call per ``batch_size`` images; one copy out at the end.
-    """
-    if count == 0:
-        return np.zeros(0)
-    xp = model.xp
-    parts = []
-    for part in batches(count, batch_size):
-        index = np.arange(part.start, part.stop)
-        parts.append(_probability(model, images(index), classes[index]))
-    out = parts[0] if len(parts) == 1 else xp.concat(parts)
-    return np.asarray(model.to_numpy(out), np.float64)
+    needs_model = True
+    #: The output kind the last call used ("logits" or "probabilities"); None before a call.
+    output_kind_used: str | None = None
+
+    def __init__(self, *, batch_size: int | None = DEFAULT_BATCH_SIZE, **params: Any) -> None:
+        super().__init__(batch_size=batch_size, **params)
+        if self.params["output_kind"] not in OUTPUT_KINDS:
+            raise ParameterError(
+                f"metric {self.name!r}: output_kind must be one of {', '.join(map(repr, OUTPUT_KINDS))}; "
+                f"got {self.params['output_kind']!r}."
+            )
+        self.output_kind_used = None
+
+    def _probabilities(
+        self, model: Model, count: int, images: Callable[[np.ndarray], Array], classes: np.ndarray
+    ) -> np.ndarray:
+        """The target probability of ``count`` images, ``(count,)`` float64 on the host.
+
+        ``images(index)`` builds the images of the flat indices ``index`` (a slice of
+        ``arange(count)``, in order) as a backend array; ``classes`` ``(count,)`` gives each
+        image's class. One model call per ``batch_size`` images; one copy out at the end.
+        ``output_kind="auto"`` is decided on the first batch and kept for the others.
+        """
+        if count == 0:
+            return np.zeros(0)
+        xp = model.xp
+        kind = str(self.params["output_kind"])
+        parts = []
+        for part in batches(count, self.batch_size):
+            index = np.arange(part.start, part.stop)
+            probability, kind = _probability(model, images(index), classes[index], kind)
+            parts.append(probability)
+        self.output_kind_used = kind
+        out = parts[0] if len(parts) == 1 else xp.concat(parts)
+        return np.asarray(model.to_numpy(out), np.float64)
 
 
 def _box_blur(x: np.ndarray, radius: int) -> np.ndarray:
@@ -102,9 +153,8 @@ def _ranks(maps: np.ndarray, sign: float) -> np.ndarray:
     return ranks.astype(np.int32)
 
 
-class _Perturbation(Metric):
-    needs_model = True
-    defaults = MappingProxyType({"steps": 16, "baseline": 0.0})
+class _Perturbation(_ModelOutputs):
+    defaults = MappingProxyType({"steps": 16, "baseline": 0.0, "output_kind": "auto"})
     insert = False
 
     def score(self, maps: np.ndarray, x: Any, targets: np.ndarray, model: Model, **_: Any) -> np.ndarray:
@@ -125,7 +175,7 @@ class _Perturbation(Metric):
             return xp.where(chosen, kept, replaced) if self.insert else xp.where(chosen, replaced, kept)
 
         per_image = np.repeat(targets, steps + 1)
-        curves = _probabilities(model, n * (steps + 1), images, per_image, self.batch_size).reshape(n, steps + 1)
+        curves = self._probabilities(model, n * (steps + 1), images, per_image).reshape(n, steps + 1)
         return np.trapezoid(curves, dx=1.0 / steps, axis=1)
 
 
@@ -192,15 +242,14 @@ def noisy_linear_imputation(image: np.ndarray, removed: np.ndarray, noise: float
     return out.reshape(h, w, c).astype(image.dtype)
 
 
-class _Road(Metric):
+class _Road(_ModelOutputs):
     """ROAD, RemOve And Debias (Rong et al. 2022): for each fraction of pixels removed in map
     order, the removed pixels are filled by :func:`noisy_linear_imputation` (which, unlike a
-    constant, does not leak the removal pattern to the model), and the target's softmax
-    probability is recorded. The score is the mean over ``fractions``."""
+    constant, does not leak the removal pattern to the model), and the target's probability
+    is recorded. The score is the mean over ``fractions``."""
 
-    needs_model = True
     defaults = MappingProxyType({"fractions": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-                                 "noise": 0.01, "seed": 0})
+                                 "noise": 0.01, "seed": 0, "output_kind": "auto"})
     most_relevant_first: bool
 
     def score(self, maps: np.ndarray, x: Any, targets: np.ndarray, model: Model, **_: Any) -> np.ndarray:
@@ -226,7 +275,7 @@ class _Road(Metric):
             return model.asarray(np.asarray(np.stack(out), np.float32), like=like)
 
         per_image = np.tile(targets, len(fractions))
-        curves = _probabilities(model, n * len(fractions), images, per_image, self.batch_size)
+        curves = self._probabilities(model, n * len(fractions), images, per_image)
         return curves.reshape(len(fractions), n).mean(axis=0)
 
 
@@ -245,11 +294,11 @@ class RoadLerf(_Road):
     most_relevant_first = False
 
 
-class _Confidence(Metric):
+class _Confidence(_ModelOutputs):
     """Scores of the image multiplied by its (min-max normalized) map, vs the image's own
-    (Grad-CAM++, Chattopadhyay et al. 2018), on the target's softmax probability."""
+    (Grad-CAM++, Chattopadhyay et al. 2018), on the target's probability."""
 
-    needs_model = True
+    defaults = MappingProxyType({"output_kind": "auto"})
 
     def _scores(self, maps: np.ndarray, x: Any, targets: np.ndarray, model: Model) -> tuple[np.ndarray, np.ndarray]:
         xp = model.xp
@@ -266,7 +315,7 @@ class _Confidence(Metric):
             xs = xp.take(x_dev, rows, axis=0)
             return xp.where(original, xs, xs * xp.take(w_dev, rows, axis=0))
 
-        scores = _probabilities(model, 2 * n, images, np.tile(targets, 2), self.batch_size)
+        scores = self._probabilities(model, 2 * n, images, np.tile(targets, 2))
         return scores[:n], scores[n:]
 
 

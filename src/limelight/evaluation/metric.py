@@ -21,7 +21,7 @@ from ..core.errors import InputError, ParameterError
 from ..core.explanation import Explanation
 from ..core.model import Array, Model, check_batch_size
 
-__all__ = ["DEFAULT_BATCH_SIZE", "Metric", "host_classes", "on_device", "on_host", "relevance_map"]
+__all__ = ["DEFAULT_BATCH_SIZE", "Metric", "as_host", "host_classes", "on_device", "on_host", "relevance_map"]
 
 #: Images per model call for metrics that run the model (deletion, insertion, ROAD, ...).
 DEFAULT_BATCH_SIZE = 64
@@ -51,6 +51,22 @@ def on_device(model: Model, x: Any) -> Array:
 def on_host(model: Model, x: Any) -> np.ndarray:
     """Canonical inputs as a NumPy array (a backend array is copied out once)."""
     return x if isinstance(x, np.ndarray) else model.to_numpy(x)
+
+
+def as_host(a: Any, what: str = "masks") -> np.ndarray:
+    """A user's array (NumPy, a torch tensor on any device, a TensorFlow tensor, anything
+    ``np.asarray`` takes) as a NumPy array, without importing a framework."""
+    if isinstance(a, np.ndarray):
+        return a
+    try:
+        if hasattr(a, "detach") and hasattr(a, "cpu"):  # torch: off the graph and the device
+            a = a.detach().cpu()
+        if hasattr(a, "numpy"):  # torch, TensorFlow
+            return np.asarray(a.numpy())
+        return np.asarray(a)
+    except Exception as exc:
+        raise InputError(f"{what} must be an array (NumPy, or a tensor of the model's framework); "
+                         f"got {type(a).__name__}: {exc}") from exc
 
 
 def host_classes(model: Model | None, targets: Any) -> np.ndarray:
@@ -93,7 +109,7 @@ class Metric(abc.ABC):
         *,
         x: Any = None,
         targets: Any = None,
-        masks: np.ndarray | None = None,
+        masks: Any = None,
         model: Model | None = None,
         explanation: Explanation | None = None,
     ) -> np.ndarray:
@@ -104,12 +120,15 @@ class Metric(abc.ABC):
             x: the canonical inputs ``(N, H, W, C)``: a NumPy array, or the model's own
                 array on its device (as ``model.canonical`` returns it).
             targets: the explained class per sample, ``(N,)`` ints.
-            masks: ground-truth masks ``(N, H, W)`` for localisation metrics.
+            masks: ground-truth masks ``(N, H, W)`` for localisation metrics (NumPy, or a
+                framework's tensor: copied to the host).
             model: the :class:`~limelight.Model` for metrics that run it.
             explanation: the explanation the maps came from, for metrics that need more
                 than a map.
         """
         maps = np.asarray(maps)
+        if masks is not None:
+            masks = as_host(masks)
         if self.needs_mask and masks is None:
             raise InputError(f"metric {self.name!r} needs ground-truth masks (N, H, W).")
         if self.needs_model and (model is None or x is None or targets is None):

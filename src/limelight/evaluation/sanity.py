@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from ..core.api import explain, wrap
-from ..core.errors import UnsupportedError
-from ..core.model import SupportsRandomize
+from ..core.errors import LimelightError, UnsupportedError
+from ..core.explanation import Explanation
+from ..core.model import Model, SupportsRandomize
 from .metric import relevance_map
 
 __all__ = ["cascading_randomization", "full_randomization", "random_logit", "spearman"]
@@ -56,18 +57,41 @@ def _randomizable(model: object) -> SupportsRandomize:
     return wrapped
 
 
+def _randomized(wrapped: SupportsRandomize, layers: list[str], seed: int) -> Model:
+    """``wrapped.randomized(layers, seed)``; a backend's failure to copy the model (e.g. a
+    subclassed Keras model that ``clone_model`` rebuilds with other layer names) becomes
+    one clear :class:`UnsupportedError`."""
+    try:
+        return wrapped.randomized(layers, seed=seed)
+    except LimelightError:
+        raise
+    except Exception as exc:
+        framework = getattr(wrapped, "framework", type(wrapped).__name__)
+        raise UnsupportedError(
+            f"the sanity checks could not make a randomised copy of this {framework} model "
+            f"({type(exc).__name__}: {exc}). Subclassed Keras models often cannot be cloned; "
+            "a functional or Sequential model can, or run evaluate(..., sanity=False)."
+        ) from exc
+
+
 def _randomised_maps(
-    model: object, inputs: Any, method: str, copies: list[tuple[list[str], int]], params: Mapping[str, Any] | None
+    model: object,
+    inputs: Any,
+    method: str,
+    copies: list[tuple[list[str], int]],
+    params: Mapping[str, Any] | None,
+    original: Explanation | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """The original map and the map of each randomised copy ``(layers re-initialised, seed)``,
     for the same targets (and the same layer for CAMs)."""
     wrapped = _randomizable(model)
     params = dict(params or {})
-    original = explain(wrapped, inputs, method, **params)
+    if original is None:
+        original = explain(wrapped, inputs, method, **params)
     if "layer" in original.params:  # a CAM: the layer picked on the original model
         params["layer"] = original.params["layer"]
     params["targets"] = original.targets
-    maps = [relevance_map(explain(wrapped.randomized(layers, seed=seed), inputs, method, **params))
+    maps = [relevance_map(explain(_randomized(wrapped, layers, seed), inputs, method, **params))
             for layers, seed in copies]
     return relevance_map(original), maps
 
@@ -86,28 +110,49 @@ def cascading_randomization(
 
 
 def full_randomization(
-    model: object, inputs: Any, method: str, seeds: Sequence[int] = (0,), params: Mapping[str, Any] | None = None
+    model: object,
+    inputs: Any,
+    method: str,
+    seeds: Sequence[int] = (0,),
+    params: Mapping[str, Any] | None = None,
+    *,
+    original: Explanation | None = None,
 ) -> np.ndarray:
     """Per-sample Spearman correlation ``(N,)`` between the original map and the map of the
     fully re-initialised model (the cascade's last step), averaged over ``seeds``: redraws
-    of a small network differ a lot, so the check is an expectation over redraws."""
+    of a small network differ a lot, so the check is an expectation over redraws.
+
+    ``original``: the explanation of ``method`` with ``params`` on ``inputs``, when it is
+    already computed (its targets and layer are used for the randomised models)."""
     layers = _randomizable(model).parameter_layers()
-    base, maps = _randomised_maps(model, inputs, method, [(layers, s) for s in seeds], params)
+    base, maps = _randomised_maps(model, inputs, method, [(layers, s) for s in seeds], params, original)
     return np.mean([spearman(base, m) for m in maps], axis=0)
 
 
 def random_logit(
-    model: object, inputs: Any, method: str, seeds: Sequence[int] = (0,), params: Mapping[str, Any] | None = None
+    model: object,
+    inputs: Any,
+    method: str,
+    seeds: Sequence[int] = (0,),
+    params: Mapping[str, Any] | None = None,
+    *,
+    original: Explanation | None = None,
 ) -> np.ndarray:
     """Per-sample Spearman correlation ``(N,)`` between the map of the explained class and the
     map of a random other class (one draw per seed, averaged); a class-sensitive explanation
-    gives a low value."""
+    gives a low value. ``original``: the explanation of ``method`` with ``params`` on
+    ``inputs``, when it is already computed."""
     wrapped = wrap(model)
-    original = explain(wrapped, inputs, method, **dict(params or {}))
+    params = dict(params or {})
+    if original is None:
+        original = explain(wrapped, inputs, method, **params)
+    if "layer" in original.params:  # the layer the original map was taken at
+        params["layer"] = original.params["layer"]
     base, k = relevance_map(original), original.outputs.shape[1]
+    classes = original.targets[:, 0] if original.targets.ndim == 2 else original.targets  # the first, as relevance_map
     scores = []
     for seed in seeds:
-        other = (original.targets + np.random.RandomState(seed).randint(1, k, size=len(original.targets))) % k
-        changed = explain(wrapped, inputs, method, **{**dict(params or {}), "targets": other})
+        other = (classes + np.random.RandomState(seed).randint(1, k, size=len(classes))) % k
+        changed = explain(wrapped, inputs, method, **{**params, "targets": other})
         scores.append(spearman(base, relevance_map(changed)))
     return np.mean(scores, axis=0)

@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 
 from ..core.api import explain, wrap
+from ..core.errors import InputError, ParameterError, close_matches
 from ..core.explanation import Explanation
 from ..core.model import Model
 from ..core.registry import registry
 from ..core.targets import TargetsLike, resolve_target
-from .metric import DEFAULT_BATCH_SIZE, host_classes, relevance_map
+from .metric import DEFAULT_BATCH_SIZE, Metric, as_host, host_classes, relevance_map
 
 __all__ = ["BASELINES", "Evaluation", "baseline_maps", "evaluate"]
 
@@ -23,10 +24,15 @@ BASELINES = ("random", "centre", "edge")
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Per-sample scores ``scores[row][metric]`` ``(N,)``; rows are methods then baselines."""
+    """Per-sample scores ``scores[row][metric]`` ``(N,)``; rows are methods then baselines.
+
+    ``output_kinds[metric]`` says how each metric that reads the model's probabilities took
+    them: ``"logits"`` (softmax applied) or ``"probabilities"`` (the outputs as they are),
+    the choice ``output_kind="auto"`` made or the one given in ``metric_params``."""
 
     scores: dict[str, dict[str, np.ndarray]]
     higher_is_better: dict[str, bool] = field(default_factory=dict)
+    output_kinds: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def concatenate(cls, evaluations: Sequence[Evaluation]) -> Evaluation:
@@ -34,7 +40,7 @@ class Evaluation:
         first = evaluations[0]
         scores = {row: {m: np.concatenate([e.scores[row][m] for e in evaluations]) for m in cols}
                   for row, cols in first.scores.items()}
-        return cls(scores, dict(first.higher_is_better))
+        return cls(scores, dict(first.higher_is_better), dict(first.output_kinds))
 
     def table(self) -> dict[str, dict[str, float]]:
         """Mean score per row and metric; NaN where a metric does not apply to a row (e.g.
@@ -79,12 +85,72 @@ def _predicted_classes(model: Model, x: Any, targets: TargetsLike, batch_size: i
     return host_classes(model, target.classes(model.xp, outputs, *data))
 
 
+def _chosen_metrics(
+    metrics: Sequence[str], metric_params: Mapping[str, Mapping[str, Any]] | None, batch_size: int | None
+) -> dict[str, Metric]:
+    """The metrics by name, built with their params; unknown names are refused (with the
+    closest registered names) before any work."""
+    table = registry.metrics()
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    params = metric_params or {}
+    for name in [*metrics, *params]:
+        if name not in table:
+            raise ParameterError(
+                f"unknown metric {name!r}." + close_matches(name, table) + f" Registered metrics: {', '.join(table)}."
+            )
+    return {name: table[name](**{"batch_size": batch_size, **params.get(name, {})}) for name in metrics}
+
+
+def _checked_maps(explanations: Mapping[str, Explanation], shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Each explanation's relevance map, checked to be ``(N, H, W)`` of the inputs."""
+    maps = {}
+    for name, exp in explanations.items():
+        if not isinstance(exp, Explanation):
+            raise InputError(f"explanations[{name!r}] must be a limelight Explanation, got {type(exp).__name__}.")
+        m = relevance_map(exp)
+        if m.shape != shape:
+            raise InputError(
+                f"explanation {name!r} has maps of shape {m.shape} (N, H, W), but the inputs are {shape[0]} "
+                f"images of {shape[1]}x{shape[2]}: explain the same inputs you evaluate."
+            )
+        maps[name] = m
+    return maps
+
+
+def _sanity_method(
+    row: str, exp: Explanation, given: Mapping[str, Any] | None
+) -> tuple[str, dict[str, Any]]:
+    """The method and params that re-make a given explanation on randomised models: its own
+    ``method`` and recorded ``params``; ``method_params[row]`` may fill in what an
+    explanation does not record (SHAP's ``background``). Refused when the method is not
+    registered or a parameter is missing (its default would make another map)."""
+    explainers = registry.explainers()
+    if exp.method not in explainers:
+        raise ParameterError(
+            f"sanity=True re-runs each explanation's method on randomised models, but explanation {row!r} "
+            f"was made by {exp.method!r}, which is not a registered method. Pass method names instead of "
+            "explanations, or run evaluate(..., sanity=False)."
+        )
+    accepted = {*explainers[exp.method].defaults, "precision"}
+    recorded = {k: v for k, v in exp.params.items() if k in accepted}
+    params = {**dict(given or {}), **recorded}
+    missing = sorted(accepted - set(params) - {"precision"})
+    if missing:
+        raise ParameterError(
+            f"sanity=True re-runs {exp.method!r} for explanation {row!r} with its own parameters, but it does "
+            f"not record {', '.join(missing)} (not kept with the explanation); pass "
+            f"method_params={{{row!r}: {{{', '.join(repr(k) + ': ...' for k in missing)}}}}} as you explained it."
+        )
+    return exp.method, params
+
+
 def evaluate(
     model: object,
     inputs: Any,
     explanations: Sequence[str] | Mapping[str, Explanation],
     metrics: Sequence[str],
-    masks: np.ndarray | None = None,
+    masks: Any = None,
     targets: Any = None,
     method_params: Mapping[str, Mapping[str, Any]] | None = None,
     metric_params: Mapping[str, Mapping[str, Any]] | None = None,
@@ -96,49 +162,71 @@ def evaluate(
     """Score explanations (given, or method names computed here) with registered metrics.
 
     The random, centre and edge baselines are always scored beside them. ``masks``
-    ``(N, H, W)`` are needed by localisation metrics. ``batch_size`` is the most images per
-    model call of the metrics that run the model (a metric's own ``batch_size`` in
-    ``metric_params`` wins). ``sanity=True`` adds the randomisation checks (method names
-    only): ``randomisation`` (Spearman correlation with the map of the fully re-initialised
-    model) and ``random-logit`` (with the map of another class), each averaged over
-    ``repeats`` draws (seeds ``seed``, ``seed + 1``, ...); lower is better, and the
-    model-free baselines score 1 by construction.
+    ``(N, H, W)`` (NumPy, or a framework's tensor) are needed by localisation metrics.
+    ``batch_size`` is the most images per model call of the metrics that run the model (a
+    metric's own ``batch_size`` in ``metric_params`` wins). Metrics that read the target's
+    probability take ``output_kind`` (``"auto"``: outputs whose rows are non-negative and sum
+    to 1 are probabilities, others logits; the choice is in :attr:`Evaluation.output_kinds`).
+
+    ``sanity=True`` adds the randomisation checks: ``randomisation`` (Spearman correlation
+    with the map of the fully re-initialised model) and ``random-logit`` (with the map of
+    another class), each averaged over ``repeats`` draws (seeds ``seed``, ``seed + 1``,
+    ...); lower is better, and the model-free baselines score 1 by construction. A given
+    explanation is re-made on the randomised models with its own ``method`` and ``params``
+    (``method_params[name]`` fills in what it does not record, such as SHAP's background).
     """
     wrapped = wrap(model)
     x = wrapped.canonical(inputs)  # the model's array, on its device
+    if len(x.shape) != 4:
+        raise InputError(f"evaluate scores maps of images (N, H, W, C); the inputs are {tuple(x.shape)}.")
+    shape = tuple(int(d) for d in x.shape[:3])
+    chosen = _chosen_metrics(metrics, metric_params, batch_size)
+    if masks is not None:
+        masks = as_host(masks)
+        if masks.shape != shape:
+            raise InputError(f"masks have shape {masks.shape}; the inputs need (N, H, W) = {shape}.")
+    computed = not isinstance(explanations, Mapping)
     if not isinstance(explanations, Mapping):
+        if isinstance(explanations, str):
+            explanations = [explanations]
         params = method_params or {}
         explanations = {m: explain(model, inputs, m, targets=targets, **params.get(m, {})) for m in explanations}
+    maps = _checked_maps(explanations, shape)
+    methods: dict[str, tuple[str, dict[str, Any]]] = {}
+    if sanity and not computed:  # refuse before the metrics run
+        methods = {row: _sanity_method(row, exp, (method_params or {}).get(row)) for row, exp in explanations.items()}
     first = next(iter(explanations.values()), None)
     resolved = (
         host_classes(wrapped, first.targets) if first is not None
         else _predicted_classes(wrapped, x, targets, batch_size)
     )
-    maps = {name: relevance_map(exp) for name, exp in explanations.items()}
     maps.update(baseline_maps(wrapped.to_numpy(x), seed))
-    table = registry.metrics()
-    chosen = {
-        name: table[name](**{"batch_size": batch_size, **(metric_params or {}).get(name, {})}) for name in metrics
-    }
-    scores = {
-        row: {
-            name: metric(m, x=x, targets=resolved, masks=masks, model=wrapped, explanation=explanations.get(row))
-            for name, metric in chosen.items()
-        }
-        for row, m in maps.items()
-    }
+    scores: dict[str, dict[str, np.ndarray]] = {}
+    kinds: dict[str, str] = {}
+    for row, m in maps.items():
+        scores[row] = {}
+        for name, metric in chosen.items():
+            scores[row][name] = metric(m, x=x, targets=resolved, masks=masks, model=wrapped,
+                                       explanation=explanations.get(row))
+            used = getattr(metric, "output_kind_used", None)
+            if used is not None:
+                kinds.setdefault(name, used)
     better = {name: metric.higher_is_better for name, metric in chosen.items()}
     if sanity:
         from .sanity import full_randomization, random_logit, spearman
 
-        params = method_params or {}
         seeds = range(seed, seed + repeats)
         for row, row_scores in scores.items():
             if row in BASELINES:  # the same map whatever the weights or the class
                 unchanged = spearman(maps[row], maps[row])
                 row_scores["randomisation"], row_scores["random-logit"] = unchanged, unchanged
                 continue
-            row_scores["randomisation"] = full_randomization(model, inputs, row, seeds, params.get(row))
-            row_scores["random-logit"] = random_logit(model, inputs, row, seeds, params.get(row))
+            exp = explanations[row]
+            if computed:  # made here from the name, with the params the user gave
+                method, params = row, dict((method_params or {}).get(row, {}))
+            else:
+                method, params = methods[row]
+            row_scores["randomisation"] = full_randomization(model, inputs, method, seeds, params, original=exp)
+            row_scores["random-logit"] = random_logit(model, inputs, method, seeds, params, original=exp)
         better.update({"randomisation": False, "random-logit": False})
-    return Evaluation(scores, better)
+    return Evaluation(scores, better, kinds)
