@@ -81,3 +81,56 @@ def test_benchmark_tables_agree_between_frameworks():
             assert keras_table[row][metric] == pytest.approx(value, abs=1e-5, nan_ok=True), (row, metric)
     text = reading(results["PyTorch"])
     assert "best" in text and "- **gradcam**: strengths" in text and "- **shap-deep**: strengths" in text
+
+
+def test_comparison_grid_titles_name_the_explained_target_not_the_prediction(explained):
+    data, _, _ = explained
+    x = torch.from_numpy(data.images.transpose(0, 3, 1, 2).copy())
+    model = demo.torch_model()
+    predicted = model(x).argmax(1).numpy()
+    other = (predicted + 1) % len(datasets.CLASSES)  # never the predicted class
+    cam = limelight.explain(model, x, "gradcam", targets=other)
+    fig = viz.comparison_grid({"Grad-CAM": cam}, class_names=datasets.CLASSES)
+    titles = [fig.axes[2 * row + 1].get_title() for row in range(3)]
+    plt.close(fig)
+    for row, title in enumerate(titles):
+        assert datasets.CLASSES[other[row]] in title and datasets.CLASSES[predicted[row]] not in title
+        assert f"({cam.outputs[row, other[row]]:.2f})" in title
+
+
+def test_comparison_grid_and_plot_show_every_target_of_a_multi_target_explanation(explained):
+    data, _, _ = explained
+    x = torch.from_numpy(data.images.transpose(0, 3, 1, 2).copy())
+    targets = np.array([[0, 1], [1, 2], [2, 0]])
+    exp = limelight.explain(demo.torch_model(), x, "shap-gradient", targets=targets, background=x, nsamples=4, seed=0)
+    assert exp.targets.shape == (3, 2)
+    fig = viz.comparison_grid({"SHAP": exp}, class_names=datasets.CLASSES)
+    assert len(fig.axes) == 3 * 3  # input + one column per target
+    titles = [[fig.axes[3 * row + 1 + t].get_title() for t in range(2)] for row in range(3)]
+    plt.close(fig)
+    for row in range(3):
+        for t in range(2):
+            assert datasets.CLASSES[targets[row, t]] in titles[row][t]
+    fig = exp.plot(index=-1, class_names=datasets.CLASSES, colorbar=False)
+    assert [ax.get_title() for ax in fig.axes] == [f"shap-gradient: {datasets.CLASSES[t]}" for t in targets[-1]]
+    plt.close(fig)
+
+
+def test_plot_of_tabular_values_is_a_bar_plot_and_odd_shapes_a_clear_error():
+    from limelight.core.errors import UnsupportedError
+
+    tabular = limelight.Explanation(
+        method="shap-gradient", values=np.array([[0.5, -1.0, 2.0]]), targets=np.array([1]),
+        outputs=np.zeros((1, 2)), inputs=np.ones((1, 3)),
+    )
+    fig = tabular.plot()
+    bars = fig.axes[0].patches
+    assert [round(b.get_height(), 3) for b in bars] == [0.5, -1.0, 2.0]
+    plt.close(fig)
+    odd = limelight.Explanation(
+        method="custom", values=np.zeros((1, 2, 3, 4, 5)), targets=np.array([1]), outputs=np.zeros((1, 2)),
+    )
+    with pytest.raises(UnsupportedError, match=r"cannot draw 'custom' values of shape \(1, 2, 3, 4, 5\)"):
+        odd.plot()
+    with pytest.raises(UnsupportedError, match="tabular"):
+        viz.comparison_grid({"tab": tabular})

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .core.errors import FrameworkNotInstalledError
+from .core.errors import FrameworkNotInstalledError, UnsupportedError
 from .core.ops import displayable
 
 if TYPE_CHECKING:  # explanation.py imports this module (Explanation.plot): no run-time cycle
@@ -51,13 +51,49 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5, cmap: st
     return (1 - alpha) * rgb + alpha * colored
 
 
-def _draw(ax: Any, exp: Explanation, index: int, alpha: float, mask: np.ndarray | None) -> Any:
-    """Draw sample ``index`` of ``exp`` on ``ax``; returns the mappable for a colorbar."""
-    image = None if exp.inputs is None else _displayable(exp.inputs[index])
+def _targets(exp: Explanation, index: int) -> list[int]:
+    """The explained class of each target column ``t`` of sample ``index``."""
+    return [int(t) for t in np.ravel(exp.targets[index])]
+
+
+def _sample_values(exp: Explanation, index: int, t: int) -> np.ndarray:
+    """The values of sample ``index`` for target column ``t`` (the ``T`` axis dropped)."""
     values = exp.values[index]
-    if exp.targets.ndim == 2:
-        values = values[..., 0]
-    if values.ndim == 2:  # a CAM map in [0, 1]
+    return values[..., t] if exp.targets.ndim == 2 else values
+
+
+def _kind(exp: Explanation) -> str:
+    """``"map"`` (CAM ``(H, W)``), ``"image"`` (attributions ``(H, W, C)``) or ``"bars"``
+    (tabular ``(D,)``) per sample; anything else is refused with a clear error."""
+    ndim = exp.values.ndim - 1 - (exp.targets.ndim == 2)
+    inputs = None if exp.inputs is None else exp.inputs.ndim - 1
+    if ndim == 1 and inputs in (None, 1):
+        return "bars"
+    if ndim == 2 and inputs in (None, 3):
+        return "map"
+    if ndim == 3 and inputs in (None, 3):
+        return "image"
+    raise UnsupportedError(
+        f"cannot draw {exp.method!r} values of shape {exp.values.shape} (targets {exp.targets.shape}"
+        + ("" if exp.inputs is None else f", inputs {exp.inputs.shape}")
+        + "): limelight.viz draws image explanations, (N, H, W) maps or (N, H, W, C) attributions, "
+        "and (N, D) tabular attributions as bars."
+    )
+
+
+def _draw(ax: Any, exp: Explanation, index: int, alpha: float, mask: np.ndarray | None, t: int = 0) -> Any:
+    """Draw target column ``t`` of sample ``index`` of ``exp`` on ``ax``; returns the
+    mappable for a colorbar (None for a bar plot)."""
+    kind = _kind(exp)
+    values = _sample_values(exp, index, t)
+    if kind == "bars":  # tabular attributions: one bar per feature, red up / blue down
+        colors = np.where(values >= 0, "#ff0051", "#008bfb")
+        ax.bar(np.arange(len(values)), values, color=colors)
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.set_xlabel("feature", fontsize=8)
+        return None
+    image = None if exp.inputs is None else _displayable(exp.inputs[index])
+    if kind == "map":  # a CAM map in [0, 1]
         if image is not None:
             ax.imshow(overlay(image, values, alpha=alpha))
         mappable = ax.imshow(values, cmap="jet", vmin=0, vmax=1, alpha=0 if image is not None else 1)
@@ -75,6 +111,10 @@ def _draw(ax: Any, exp: Explanation, index: int, alpha: float, mask: np.ndarray 
     return mappable
 
 
+def _name(target: int, class_names: Sequence[str] | None) -> str:
+    return str(class_names[target]) if class_names is not None else f"class {target}"
+
+
 def plot(
     exp: Explanation,
     index: int | None = None,
@@ -82,16 +122,25 @@ def plot(
     colorbar: bool = True,
     class_names: Sequence[str] | None = None,
 ) -> Any:
-    """A figure of one sample (``index``) or every sample of ``exp``; returns the Figure."""
+    """A figure of one sample (``index``) or every sample of ``exp``; returns the Figure.
+
+    Each panel is titled with the explained target (with ``(N, T)`` targets, one panel per
+    target). Image explanations are drawn as maps, ``(N, D)`` tabular attributions as bars."""
     plt = _pyplot()
-    indices = range(len(exp)) if index is None else [index]
-    fig, axes = plt.subplots(1, len(indices), figsize=(3 * len(indices), 3.2), squeeze=False)
-    for ax, i in zip(axes[0], indices, strict=True):
-        mappable = _draw(ax, exp, i, alpha, None)
-        target = int(np.ravel(exp.targets[i])[0])
-        name = class_names[target] if class_names else f"class {target}"
-        ax.set_title(f"{exp.method}: {name}", fontsize=9)
-        if colorbar:
+    _kind(exp)  # a clear error before any figure is made
+    n = len(exp)
+    if index is None:
+        indices = list(range(n))
+    else:
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for an explanation of {n} samples")
+        indices = [index % n]
+    panels = [(i, t) for i in indices for t in range(len(_targets(exp, i)))]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.2), squeeze=False)
+    for ax, (i, t) in zip(axes[0], panels, strict=True):
+        mappable = _draw(ax, exp, i, alpha, None, t)
+        ax.set_title(f"{exp.method}: {_name(_targets(exp, i)[t], class_names)}", fontsize=9)
+        if colorbar and mappable is not None:
             fig.colorbar(mappable, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     return fig
@@ -104,11 +153,24 @@ def comparison_grid(
     alpha: float = 0.5,
 ) -> Any:
     """Rows = images, columns = the given explanations (e.g. method × framework), each titled
-    with its column name, predicted class and score; ``masks`` ``(N, H, W)`` are outlined."""
+    with its column name, the explained target's class and the model's score for it (with
+    ``(N, T)`` targets, one column per target); ``masks`` ``(N, H, W)`` are outlined."""
     plt = _pyplot()
     columns = list(explanations.items())
+    if not columns:
+        raise UnsupportedError("comparison_grid needs at least one explanation.")
+    for label, exp in columns:
+        if _kind(exp) == "bars":
+            raise UnsupportedError(
+                f"comparison_grid draws image explanations; {label!r} has tabular values of shape "
+                f"{exp.values.shape} (plot it with exp.plot())."
+            )
     n = len(columns[0][1])
-    fig, axes = plt.subplots(n, len(columns) + 1, figsize=(2.3 * (len(columns) + 1), 2.4 * n), squeeze=False)
+    # one panel column per (explanation, target column)
+    panels = [
+        (label, exp, t) for label, exp in columns for t in range(exp.targets.shape[1] if exp.targets.ndim == 2 else 1)
+    ]
+    fig, axes = plt.subplots(n, len(panels) + 1, figsize=(2.3 * (len(panels) + 1), 2.4 * n), squeeze=False)
     first = columns[0][1]
     for row in range(n):
         ax = axes[row, 0]
@@ -121,12 +183,12 @@ def comparison_grid(
         ax.set_ylabel(f"image {row}", fontsize=8)
         if row == 0:
             ax.set_title("input", fontsize=9)
-        for col, (label, exp) in enumerate(columns, start=1):
+        for col, (label, exp, t) in enumerate(panels, start=1):
             ax = axes[row, col]
-            _draw(ax, exp, row, alpha, None if masks is None else masks[row])
-            predicted = int(exp.outputs[row].argmax())
-            name = class_names[predicted] if class_names else str(predicted)
-            score = float(exp.outputs[row, predicted])
+            _draw(ax, exp, row, alpha, None if masks is None else masks[row], t)
+            target = _targets(exp, row)[t]
+            name = _name(target, class_names) if class_names is not None else str(target)
+            score = float(exp.outputs[row, target])
             ax.set_title(f"{label}\n{name} ({score:.2f})" if row == 0 else f"{name} ({score:.2f})", fontsize=8)
     fig.tight_layout()
     return fig

@@ -145,10 +145,93 @@ def test_disable_blocks_by_entry_point_name(site, monkeypatch):
     assert "third" not in {p.name for p in limelight.plugins()}
 
 
-def test_two_plugins_claiming_one_name_is_an_error_naming_both(site):
-    install_plugin(site, "clash", {"clash": "clash_cam"}, {"clash_cam": PLUGIN.format(name="gradcam")})
-    with pytest.raises(PluginError, match=r"'gradcam'.*limelight\.plugins\.cam.*clash|'gradcam'.*clash.*limelight\.plugins\.cam"):
+def test_a_plugin_taking_a_builtin_name_is_skipped_and_the_rest_loads(site):
+    install_plugin(
+        site,
+        "clash",
+        {"clash": "clash_cam", "third": "thirdparty_cam2"},
+        {"clash_cam": PLUGIN.format(name="gradcam"), "thirdparty_cam2": PLUGIN.format(name="constant")},
+    )
+    with pytest.warns(PluginWarning, match=r"'clash' failed to register explainers \(entry point clash = clash_cam\)"
+                      r".*'gradcam'.*already registered by plugin 'limelight.plugins.cam'.*"
+                      r"LIMELIGHT_DISABLE_PLUGINS=clash"):
+        names = limelight.core.registry.registry.explainers()
+    assert {"gradcam", "shap-gradient", "eigencam", "constant"} <= set(names)
+    assert names["gradcam"].__module__ == "limelight.plugins.cam"
+    infos = {p.name: p for p in limelight.plugins()}
+    assert infos["clash"].error and infos["clash"].explainers == ()
+    assert infos["limelight.plugins.cam"].error is None and "gradcam" in infos["limelight.plugins.cam"].explainers
+
+
+def test_two_plugins_claiming_one_name_the_later_one_is_skipped(site):
+    install_plugin(
+        site,
+        "twins",
+        {"first": "twin_a", "second": "twin_b"},
+        {"twin_a": PLUGIN.format(name="twin"), "twin_b": PLUGIN.format(name="twin")},
+    )
+    with pytest.warns(PluginWarning, match=r"'second' failed to register explainers.*'twin'.*by plugin 'first'"):
+        names = limelight.core.registry.registry.explainers()
+    assert names["twin"].__module__ == "twin_a" and "gradcam" in names
+
+
+def test_strict_mode_raises_on_a_clash_and_leaves_nothing_half_loaded(site, monkeypatch):
+    install_plugin(site, "clash", {"clash": "clash_cam3"}, {"clash_cam3": PLUGIN.format(name="gradcam")})
+    monkeypatch.setenv("LIMELIGHT_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match=r"'clash' failed to register explainers.*'gradcam'"):
         limelight.explainers()
+    registry = limelight.core.registry.registry
+    assert registry._pm is None and not registry._explainers and not registry._records
+    monkeypatch.delenv("LIMELIGHT_STRICT_PLUGINS")
+    with pytest.warns(PluginWarning, match="'clash'"):
+        assert "shap-gradient" in limelight.explainers()
+
+
+MISSPELLED = """
+import limelight
+
+
+@limelight.hookimpl
+def limelight_register_explainer(register):  # the hook is limelight_register_explainers
+    pass
+"""
+
+
+def test_a_misspelled_hook_skips_that_plugin_only(site):
+    install_plugin(site, "typo", {"typo": "typo_plugin"}, {"typo_plugin": MISSPELLED})
+    with pytest.warns(PluginWarning, match=r"'typo' is not a valid limelight plugin \(entry point typo = typo_plugin\)"
+                      r".*PluginValidationError.*limelight_register_explainer"):
+        assert "gradcam" in limelight.explainers()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once, at loading; later calls work
+        assert "gradcam" in limelight.explainers()
+        assert "typo" in {p.name for p in limelight.plugins()}
+
+
+def test_a_misspelled_hook_raises_in_strict_mode(site, monkeypatch):
+    install_plugin(site, "typo", {"typo": "typo_plugin2"}, {"typo_plugin2": MISSPELLED})
+    monkeypatch.setenv("LIMELIGHT_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match="'typo' is not a valid limelight plugin"):
+        limelight.explainers()
+
+
+WRAPPED = """
+import limelight
+
+CALLS = []
+
+
+@limelight.hookimpl(hookwrapper=True)
+def limelight_register_explainers(register):
+    CALLS.append("wrapped")
+    yield
+"""
+
+
+def test_registration_hooks_are_called_through_pluggy(site):
+    install_plugin(site, "wrapper", {"wrapper": "wrapper_plugin"}, {"wrapper_plugin": WRAPPED})
+    assert "gradcam" in limelight.explainers()
+    assert importlib.import_module("wrapper_plugin").CALLS  # a hook wrapper runs: pluggy made the calls
 
 
 def test_registering_a_non_explainer_is_reported(site):

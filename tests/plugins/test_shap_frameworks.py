@@ -373,3 +373,60 @@ def test_partition_rows_do_not_leak_into_each_other(data):
     alone = limelight.explain(model, torch.from_numpy(x[1:]), "shap-partition", mask="blur(8,8)", max_evals=60, targets=1)
     np.testing.assert_allclose(both.base_values[1], alone.base_values[0], rtol=1e-5)
     np.testing.assert_allclose(both.values[1], alone.values[0], rtol=1e-4, atol=1e-7)
+
+
+# -- the background is checked against the inputs before any work ----------------------
+
+class CountingModule(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("method", ["shap-gradient", "shap-deep", "shap"])
+def test_background_of_another_size_is_one_clear_error_naming_both_shapes(data, method):
+    from limelight.core.errors import InputError
+
+    x, _ = data
+    model = CountingModule(torch_cnn(nn.MaxPool2d(2)))
+    small = np.random.RandomState(1).rand(4, 3, 8, 8).astype(np.float32)
+    with pytest.raises(InputError, match=r"background= samples have shape \(8, 8, 3\).*inputs' have shape \(16, 16, 3\)"):
+        limelight.explain(model, x, method, background=small)
+    assert model.calls == 0  # refused before any work
+
+
+def test_background_with_other_channels_names_the_background(data):
+    from limelight.core.errors import InputError
+
+    x, _ = data
+    model = CountingModule(torch_cnn(nn.MaxPool2d(2)))
+    gray = np.random.RandomState(1).rand(4, 1, 16, 16).astype(np.float32)
+    with pytest.raises(InputError, match=r"^background rows have shape \(4, 1, 16, 16\).*inputs.*\(2, 16, 16, 3\)"):
+        limelight.explain(model, x, "shap-gradient", background=gray)
+    assert model.calls == 0
+
+
+@pytest.mark.parametrize("method", ["shap-gradient", "shap-deep"])
+def test_nan_in_the_background_names_the_background(data, method):
+    from limelight.core.errors import InputError
+
+    x, bg = data
+    bg = bg.copy()
+    bg[3, 0, 2, 2] = np.nan
+    with pytest.raises(InputError, match=r"^background rows contain NaN values \(samples \[3\]\)"):
+        limelight.explain(torch_cnn(nn.MaxPool2d(2)), x, method, background=bg)
+
+
+def test_keras_background_of_another_size_is_one_clear_error(twins):
+    from limelight.core.errors import InputError
+
+    _, keras_model = twins
+    x = np.random.RandomState(0).rand(2, 16, 16, 3).astype(np.float32)
+    small = np.random.RandomState(1).rand(3, 8, 8, 3).astype(np.float32)
+    with pytest.raises(InputError, match=r"background= samples have shape \(8, 8, 3\)") as info:
+        limelight.explain(keras_model, x, "shap-deep", background=small)
+    assert len(str(info.value)) < 600  # no arrays printed in full

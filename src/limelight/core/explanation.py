@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import operator
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -48,10 +51,14 @@ class Explanation:
         inputs: the canonical inputs ``(N, H, W, C)``, if kept.
         base_values: ``(N,)`` (or ``(N, T)``) expected output of each explained target for
             additive methods (SHAP): ``values`` sum to ``outputs - base_values``.
-        params: the explainer's parameters (JSON-serializable values are saved).
+        params: the explainer's parameters, a read-only mapping (JSON-serializable values
+            are saved); ``dataclasses.replace(exp, params={...})`` makes a changed copy.
         framework: the backend's framework name, e.g. ``"torch"``.
 
-    Arrays are read-only copies, so an explanation cannot change after it is made.
+    Arrays are read-only copies and ``params`` a read-only view of a private copy, so an
+    explanation cannot change after it is made. Indexing follows Python's rules: ``exp[i]``
+    (negative ``i`` counts from the end, out of range raises IndexError) keeps a batch axis
+    of 1, ``exp[a:b:c]`` selects samples like a list slice.
     """
 
     method: str
@@ -60,7 +67,7 @@ class Explanation:
     outputs: np.ndarray
     inputs: np.ndarray | None = None
     base_values: np.ndarray | None = None
-    params: dict[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
     framework: str | None = None
 
     def __post_init__(self) -> None:
@@ -71,7 +78,7 @@ class Explanation:
         for name in ("inputs", "base_values"):
             if getattr(self, name) is not None:
                 set_(self, name, _frozen_array(getattr(self, name)))
-        set_(self, "params", dict(self.params))
+        set_(self, "params", MappingProxyType(dict(self.params)))
         n = self.values.shape[0] if self.values.ndim else -1
         if self.targets.ndim not in (1, 2) or self.targets.shape[0] != n:
             raise InputError(f"targets shape {self.targets.shape} does not match values {self.values.shape}")
@@ -82,13 +89,33 @@ class Explanation:
         return int(self.values.shape[0])
 
     def __getitem__(self, index: int | slice) -> Explanation:
-        """The explanation of a subset of samples (``exp[0]`` keeps a batch axis of 1)."""
-        idx = slice(index, index + 1) if isinstance(index, int) else index
+        """The explanation of a subset of samples (``exp[0]`` keeps a batch axis of 1;
+        ``exp[-1]`` is the last sample; an index out of range raises IndexError)."""
+        n = len(self)
+        if isinstance(index, slice):
+            idx = index
+        else:
+            try:
+                i = operator.index(index)
+            except TypeError:
+                raise TypeError(
+                    f"Explanation indices must be integers or slices, not {type(index).__name__}"
+                ) from None
+            if not -n <= i < n:
+                raise IndexError(f"Explanation index {i} out of range for {n} samples")
+            i %= n
+            idx = slice(i, i + 1)
         kwargs = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in _ARRAYS:
             if kwargs[name] is not None:
                 kwargs[name] = kwargs[name][idx]
         return Explanation(**kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle and copy support (``params`` is a read-only mapping proxy)."""
+        kwargs = {f.name: getattr(self, f.name) for f in fields(self)}
+        kwargs["params"] = dict(self.params)
+        return (_rebuild, (type(self), kwargs))
 
     # -- shap interop --------------------------------------------------------------------
     def to_shap(self, output_names: Any = None) -> Any:
@@ -143,6 +170,10 @@ class Explanation:
             meta = json.loads(str(data["__meta__"]))
             arrays = {name: data[name] for name in _ARRAYS if name in data.files}
         return cls(method=meta["method"], framework=meta["framework"], params=meta["params"], **arrays)
+
+
+def _rebuild(cls: type[Explanation], kwargs: dict[str, Any]) -> Explanation:
+    return cls(**kwargs)
 
 
 def _jsonable(value: Any) -> bool:

@@ -55,7 +55,8 @@ def limelight_wrap_model(model: object) -> Model | None:
 def limelight_register_explainers(register: Callable[[type[Explainer]], None]) -> None:
     """Call ``register(ExplainerClass)`` for each explainer this plugin provides.
 
-    Explainer names are unique across all plugins; a clash is an error naming both.
+    Explainer names are unique across all plugins: a plugin that claims a taken name is
+    skipped with a warning naming it (an error with ``LIMELIGHT_STRICT_PLUGINS=1``).
     """
 
 
@@ -68,5 +69,5 @@ def limelight_register_metrics(register: Callable[[type], None]) -> None:
 def limelight_load_model(spec: str, weights: str | None) -> LoadedModel | None:
     """Load the model named by ``spec`` (e.g. ``"torchvision:resnet50"``, ``"model.keras"``)
     if this plugin knows the spec's form, else return None. ``weights`` is ``"none"`` for
-    random weights, ``None`` for the source's default. Must not import a framework unless
-    the spec names it."""
+    random weights, ``None`` for the source's default, or a local weights file's path.
+    Must not import a framework unless the spec names it."""

@@ -127,6 +127,8 @@ class Registry:
             self._metrics.clear()
 
     def _load(self) -> None:
+        """Load every plugin into local tables and commit them only when loading finished, so
+        that a failure (strict mode) leaves the registry empty rather than half-loaded."""
         pm = pluggy.PluginManager(hookspecs.PROJECT)
         pm.add_hookspecs(hookspecs)
         records: dict[str, _Record] = {}
@@ -136,6 +138,7 @@ class Registry:
                 continue
             records[module_name] = _Record(module_name, "builtin", "limelight", _version())
             pm.register(importlib.import_module(module_name), name=module_name)
+        pm.check_pending()  # the built-ins' hooks are all specified
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             if ep.name in records or pm.is_blocked(ep.name):
                 continue
@@ -151,66 +154,24 @@ class Registry:
             )
             records[ep.name] = record
             try:
-                pm.register(ep.load(), name=ep.name)
+                plugin = ep.load()
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not break limelight
-                self._fail(record, exc, "failed to load")
-        pm.check_pending()
-        self._pm, self._records = pm, records
-        self._collect(pm, "limelight_register_explainers", self._explainers, _subclass_of(Explainer), "explainers")
-        self._collect(pm, "limelight_register_metrics", self._metrics, _subclass_named(METRIC_BASE), "metrics")
-
-    def _fail(self, record: _Record, exc: BaseException, what: str) -> None:
-        record.error = f"{type(exc).__name__}: {exc}"
-        if _strict():
-            raise PluginError(f"limelight plugin {record.name!r} {what}: {record.error}") from exc
-        warnings.warn(
-            f"limelight plugin {record.name!r} {what} and is skipped: {record.error} "
-            f"(set {STRICT_ENV}=1 to raise)",
-            PluginWarning,
-            stacklevel=4,
-        )
-
-    def _collect(
-        self,
-        pm: pluggy.PluginManager,
-        hook_name: str,
-        table: dict[str, tuple[Any, str]],
-        base: tuple[str, Callable[[type], bool]],
-        kind: str,
-    ) -> None:
-        """Call one registration hook plugin by plugin, so every name knows its owner.
-
-        ``base`` is the name of the base class registered classes must derive from, and the
-        check that they do."""
-        base_name, derives = base
-        for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
-            owner = impl.plugin_name
-            found: list[Any] = []
-            register: Callable[[Any], None] = found.append
-            try:
-                impl.function(**{arg: register for arg in impl.argnames})
-                for cls in found:
-                    if not (isinstance(cls, type) and derives(cls)) or not isinstance(
-                        getattr(cls, "name", None), str
-                    ):
-                        raise PluginError(
-                            f"registered {cls!r}, which is not a {base_name} subclass with a "
-                            "string `name`"
-                        )
-            except Exception as exc:  # noqa: BLE001
-                self._fail(self._records[owner], exc, f"failed to register {kind}")
-                pm.unregister(name=owner)
+                _fail(record, exc, "failed to load", ep.value)
                 continue
-            for cls in found:
-                if cls.name in table and table[cls.name][0] is not cls:
-                    raise PluginError(
-                        f"{kind[:-1]} name {cls.name!r} is registered twice: by plugin "
-                        f"{table[cls.name][1]!r} ({table[cls.name][0].__qualname__}) and by plugin "
-                        f"{owner!r} ({cls.__qualname__}). Uninstall one, or block it with "
-                        f"{DISABLE_ENV}={owner}."
-                    )
-                table[cls.name] = (cls, owner)
-                getattr(self._records[owner], kind).append(cls.name)
+            try:
+                pm.register(plugin, name=ep.name)
+                pm.check_pending()  # earlier plugins passed: an unknown hook is this one's
+            except Exception as exc:  # noqa: BLE001 - e.g. pluggy.PluginValidationError
+                if pm.get_plugin(ep.name) is not None:
+                    pm.unregister(name=ep.name)
+                _fail(record, exc, "is not a valid limelight plugin", ep.value)
+        explainers: dict[str, tuple[Any, str]] = {}
+        metrics: dict[str, tuple[Any, str]] = {}
+        tables = {"explainers": explainers, "metrics": metrics}
+        _collect(pm, records, "limelight_register_explainers", tables, _subclass_of(Explainer), "explainers")
+        _collect(pm, records, "limelight_register_metrics", tables, _subclass_named(METRIC_BASE), "metrics")
+        self._pm, self._records = pm, records
+        self._explainers, self._metrics = explainers, metrics
 
     # -- queries ---------------------------------------------------------------------------
     def wrap(self, model: object) -> Model | None:
@@ -268,6 +229,79 @@ class Registry:
 
 #: The process-wide registry behind :func:`limelight.explain` and friends.
 registry = Registry()
+
+
+def _fail(record: _Record, exc: BaseException, what: str, target: str | None = None) -> None:
+    """Record why a plugin is skipped and warn, naming its entry point (or raise, strict)."""
+    record.error = f"{type(exc).__name__}: {exc}"
+    where = "" if target is None else f" (entry point {record.name} = {target})"
+    if _strict():
+        raise PluginError(f"limelight plugin {record.name!r} {what}{where}: {record.error}") from exc
+    warnings.warn(
+        f"limelight plugin {record.name!r} {what}{where} and is skipped: {record.error} "
+        f"(block it with {DISABLE_ENV}={record.name}; set {STRICT_ENV}=1 to raise)",
+        PluginWarning,
+        stacklevel=5,
+    )
+
+
+def _collect(
+    pm: pluggy.PluginManager,
+    records: dict[str, _Record],
+    hook_name: str,
+    tables: dict[str, dict[str, tuple[Any, str]]],
+    base: tuple[str, Callable[[type], bool]],
+    kind: str,
+) -> None:
+    """Call one registration hook plugin by plugin (through pluggy, one plugin at a time), so
+    every name knows its owner. Plugins are asked in loading order (built-ins first); a
+    plugin that registers something invalid or a name already taken is skipped whole: it is
+    unregistered and what it registered before is dropped.
+
+    ``base`` is the name of the base class registered classes must derive from, and the
+    check that they do."""
+    base_name, derives = base
+    table = tables[kind]
+    for owner, record in records.items():
+        plugin = pm.get_plugin(owner)
+        hook = getattr(pm.hook, hook_name)
+        if plugin is None or not any(impl.plugin is plugin for impl in hook.get_hookimpls()):
+            continue
+        others = [p for name, p in pm.list_name_plugin() if name != owner]
+        found: list[Any] = []
+        try:
+            pm.subset_hook_caller(hook_name, remove_plugins=others)(register=found.append)
+            for cls in found:
+                if not (isinstance(cls, type) and derives(cls)) or not isinstance(getattr(cls, "name", None), str):
+                    raise PluginError(
+                        f"registered {cls!r}, which is not a {base_name} subclass with a string `name`"
+                    )
+            names = [cls.name for cls in found]
+            for cls in found:
+                taken = table.get(cls.name)
+                if (taken is not None and taken[0] is not cls) or names.count(cls.name) > 1:
+                    by = f"plugin {taken[1]!r} ({taken[0].__qualname__})" if taken else "this plugin"
+                    raise PluginError(
+                        f"{kind[:-1]} name {cls.name!r} ({cls.__qualname__}) is already registered by {by}"
+                    )
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break limelight
+            entry = None if record.source == "builtin" else _entry_point_value(owner)
+            _fail(record, exc, f"failed to register {kind}", entry)
+            pm.unregister(name=owner)
+            for other_kind, other in tables.items():
+                for name in getattr(record, other_kind):
+                    other.pop(name, None)
+                getattr(record, other_kind).clear()
+            continue
+        for cls in found:
+            table[cls.name] = (cls, owner)
+            getattr(record, kind).append(cls.name)
+
+
+def _entry_point_value(name: str) -> str | None:
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP, name=name):
+        return ep.value
+    return None
 
 
 def _subclass_of(base: type) -> tuple[str, Callable[[type], bool]]:

@@ -16,6 +16,7 @@ when ``(N, T)`` targets are explained); positive values push the explained outpu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from types import MappingProxyType
@@ -44,6 +45,34 @@ def _shap() -> Any:
     return shap
 
 
+def _checked_background(explainer: Explainer, x: Array) -> Array:
+    """``explainer``'s ``background`` parameter in canonical layout, on the model's device,
+    checked against the canonical inputs ``x`` before any work: finite, and one sample has the
+    shape of one input (same H×W and channels)."""
+    given = explainer.params.get("background")
+    if given is None:
+        raise ParameterError(
+            f"{explainer.name} needs background=: a batch of reference inputs, given the way "
+            "you feed the model (e.g. 50-100 training images)."
+        )
+    try:
+        bg = explainer.model.canonical(given)
+    except InputError as exc:  # the backend names what it checks "inputs"
+        message = re.sub(r"^inputs\b", "background rows", str(exc))
+        raise InputError(
+            f"{message} (background= is checked like the inputs, whose canonical channels-last "
+            f"shape is {tuple(x.shape)})"
+        ) from exc
+    if tuple(bg.shape[1:]) != tuple(x.shape[1:]):
+        raise InputError(
+            f"background= samples have shape {tuple(bg.shape[1:])} but the inputs' have shape "
+            f"{tuple(x.shape[1:])} (canonical channels-last layout; background "
+            f"{tuple(bg.shape)}, inputs {tuple(x.shape)}): give a background of the same "
+            "size and channels as the inputs, fed the same way."
+        )
+    return bg
+
+
 class _ShapExplainer(Explainer):
     """Shared parts: the background, batching, base values, the Explanation.
 
@@ -58,15 +87,10 @@ class _ShapExplainer(Explainer):
         """Samples per framework call: ``explain(..., batch_size=)``, else :data:`BATCH_SIZE`."""
         return self.batch_size or BATCH_SIZE
 
-    def background(self) -> Array:
-        """The ``background`` parameter in canonical layout, on the model's device."""
-        given = self.params.get("background")
-        if given is None:
-            raise ParameterError(
-                f"{self.name} needs background=: a batch of reference inputs, given the way "
-                "you feed the model (e.g. 50-100 training images)."
-            )
-        return self.model.canonical(given)
+    def background(self, x: Array) -> Array:
+        """The ``background`` parameter in canonical layout, on the model's device, checked
+        against the canonical inputs ``x`` (see :func:`_checked_background`)."""
+        return _checked_background(self, x)
 
     def base_values(self, bg: Array, classes: np.ndarray) -> Array:
         """Mean output over the background for each explained class: ``(N, T)`` on the device."""
@@ -146,7 +170,7 @@ class ShapGradient(_ShapExplainer):
         nsamples = int(self.params["nsamples"])
         if nsamples < 1:
             raise ParameterError(f"nsamples must be a positive int, got {nsamples}.")
-        bg = self.background()
+        bg = self.background(x)
         outputs = model.predict(x, batch_size=self.size())
         target, classes = self.fix_target(target, outputs)
         x64, bg64 = xp.astype(x, xp.float64), xp.astype(bg, xp.float64)
@@ -233,7 +257,7 @@ class ShapDeep(_ShapExplainer):
     def explain(self, x: Array, target: Target) -> Explanation:
         model, xp = self.model, self.xp
         assert isinstance(model, SupportsDeepLift)
-        bg = self.background()
+        bg = self.background(x)
         outputs = model.predict(x, batch_size=self.size())
         target, classes = self.fix_target(target, outputs)
         phis = xp.zeros((int(x.shape[0]), classes.shape[1], *x.shape[1:]), dtype=xp.float64, device=x.device)
@@ -258,6 +282,7 @@ class ShapAuto(Explainer):
     defaults = MappingProxyType({**ShapGradient.defaults, **ShapDeep.defaults})
 
     def explain(self, x: Array, target: Target) -> Explanation:
+        _checked_background(self, x)  # a missing or mismatched background fails before any work
         chosen: type[_ShapExplainer] = ShapGradient
         reason = f"the {self.model.framework} backend has no DeepLIFT capability"
         if isinstance(self.model, SupportsDeepLift):
