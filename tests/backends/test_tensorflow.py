@@ -558,3 +558,57 @@ def test_namespace_creation_and_dtypes():
     np.testing.assert_array_equal(grid[0].numpy(), np.meshgrid(np.arange(3), np.arange(2), indexing="ij")[0])
     assert len(xp.unstack(x, axis=1)) == 4
     assert xp.broadcast_arrays(x, tf.constant(1.0, tf.float64))[1].shape == x.shape
+
+
+class NoInputShape(keras.Model):
+    """No declared input shape: wrong-rank inputs reach the model's call."""
+
+    def __init__(self, fail=None):
+        super().__init__()
+        self.conv = keras.layers.Conv2D(4, 3, name="conv")
+        self.gap = keras.layers.GlobalAveragePooling2D()
+        self.fc = keras.layers.Dense(3)
+        self.fail = fail
+
+    def call(self, x, training=False):
+        if self.fail is not None:
+            raise self.fail
+        return self.fc(self.gap(self.conv(x)))
+
+
+def test_inputs_of_the_wrong_rank_give_an_input_error_naming_shape_and_layout():
+    model = NoInputShape()
+    model(np.zeros((1, 8, 8, 3), np.float32))
+    flat = np.random.RandomState(0).rand(2, 16).astype(np.float32)
+    for kwargs in ({}, {"layer": "conv"}, {"method": "shap-gradient", "background": flat}):
+        with pytest.raises(InputError, match=r"shape \(N, 16\).*\(N, H, W, C\).*ndim") as info:
+            limelight.explain(model, flat, **kwargs)
+        assert isinstance(info.value.__cause__, ValueError)  # chained, also out of tf.function
+        assert "Arguments received" not in str(info.value)
+
+
+def test_other_errors_of_the_models_call_are_not_wrapped():
+    model = NoInputShape()
+    model(np.zeros((1, 8, 8, 3), np.float32))
+    x = np.random.RandomState(0).rand(2, 8, 8, 3).astype(np.float32)
+    model.fail = ValueError("boom")  # Keras appends the arguments (with their shapes) to it
+    with pytest.raises(ValueError, match="boom") as info:
+        limelight.explain(model, x, layer="conv")
+    assert not isinstance(info.value, InputError)
+    assert [layer.name for layer in model._flatten_layers() if "call" in layer.__dict__] == []
+
+
+def test_layer_as_a_list_is_a_short_error(twin_cnn):
+    _, km, _, _, _, x = twin_cnn
+    for layers in ([km.get_layer("relu2")], ("relu1", "relu2")):
+        with pytest.raises(LayerError, match="one layer") as info:
+            limelight.explain(km, x, layer=layers)
+        assert len(str(info.value)) < 200
+
+
+def test_batch_size_accepts_any_integral_number(twin_cnn):
+    _, km, _, layer, _, x = twin_cnn
+    expected = limelight.explain(km, x, layer=layer).values
+    for size in (np.int64(1), np.int32(3)):
+        got = limelight.explain(km, x, layer=layer, batch_size=size)
+        np.testing.assert_allclose(got.values, expected, rtol=1e-5, atol=1e-6)

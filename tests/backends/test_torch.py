@@ -332,3 +332,39 @@ def test_precision_is_recorded_and_overridable():
 
     with pytest.raises(ParameterError, match="precision must be one of auto, highest, default"):
         limelight.explain(model, x, "gradcam", precision="tf32")
+
+
+def test_inputs_of_the_wrong_rank_give_an_input_error_naming_shape_and_layout():
+    torch.manual_seed(0)
+    cnn = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()
+    flat = np.random.RandomState(0).rand(2, 16).astype(np.float32)
+    for kwargs in ({}, {"layer": "0"}, {"method": "shap-gradient", "background": flat}):
+        with pytest.raises(InputError, match=r"shape \(N, 16\).*NCHW batches \(N, 3, H, W\)") as info:
+            limelight.explain(cnn, flat, **kwargs)
+        assert isinstance(info.value.__cause__, RuntimeError)  # the framework's error, chained
+    mlp = torch.nn.Sequential(torch.nn.Linear(10, 3))
+    with pytest.raises(InputError, match=r"shape \(N, 7\).*\(N, 10\)") as info:
+        limelight.explain(mlp, torch.rand(2, 7), "shap-deep", background=torch.rand(2, 7))
+    assert "mat1 and mat2" in str(info.value) and isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_layer_as_a_list_is_a_short_error(resnet18):
+    x = torch.rand(1, 3, 32, 32)
+    for layers in ([resnet18.layer4], (resnet18.layer3, resnet18.layer4), ["layer4"]):
+        with pytest.raises(LayerError, match="one layer") as info:
+            limelight.explain(resnet18, x, layer=layers)
+        assert len(str(info.value)) < 200 and "Sequential(" not in str(info.value)
+
+
+def test_batch_size_accepts_any_integral_number(twin_cnn):
+    tm, _, layer, _, x_nchw, _ = twin_cnn
+    expected = limelight.explain(tm, x_nchw, layer=layer).values
+    for size in (np.int64(1), np.int32(3), np.uint8(2), 2):
+        got = limelight.explain(tm, x_nchw, layer=layer, batch_size=size)
+        np.testing.assert_allclose(got.values, expected, rtol=1e-5, atol=1e-6)
+    from limelight.core.errors import ParameterError
+
+    for bad in (0, np.int64(0), -1, 1.5, np.float64(2.0), True, np.bool_(True), "2"):
+        with pytest.raises(ParameterError, match="batch_size must be a positive int"):
+            limelight.explain(tm, x_nchw, layer=layer, batch_size=bad)

@@ -16,6 +16,16 @@ TensorFlow backend, behind :class:`limelight.Model`.
   constants baked into it, so repeated calls do not retrace.
 * Models run with ``training=False``; weights and trainable flags are never touched.
 * ``precision="highest"`` turns TensorFloat-32 off for the call (restored after).
+* Threads: the public methods that run or patch the model (``predict``, ``activations``,
+  ``gradients``, ``default_layer``, ``deeplift_*``, ``randomized``) hold the model's lock
+  (:func:`~limelight.core.cache.model_lock`), so concurrent explanations of one model take
+  turns: no thread sees another's patched ``call`` or a half-built compiled function. Calls
+  of the model outside limelight are not covered.
+* Errors of the model's call about shapes (a ``ValueError``, ``TypeError`` or
+  ``InvalidArgumentError`` whose message mentions a shape, size, rank, dimension or
+  channels: inputs of the wrong rank or size) become an
+  :class:`~limelight.core.errors.InputError` naming the shape fed and the layout the model
+  takes, chained to the original; other exceptions propagate unchanged.
 
 Importing this module does not import TensorFlow or Keras.
 """
@@ -23,19 +33,22 @@ Importing this module does not import TensorFlow or Keras.
 from __future__ import annotations
 
 import contextlib
+import functools
+import re
 import sys
 import weakref
 from collections.abc import Callable, Iterator
 from types import ModuleType
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
 from ..core.arrays import check_batch, to_numpy_float32
-from ..core.cache import model_cache
+from ..core.cache import ProcessSetting, holding_model_lock, model_cache
 from ..core.errors import (
     InputError,
     LayerError,
+    LimelightError,
     NotDifferentiableError,
     TargetError,
     UnsupportedModelError,
@@ -44,16 +57,20 @@ from ..core.errors import (
 )
 from ..core.hookspecs import hookimpl
 from ..core.layers import pick_default_layer
-from ..core.lazy import LazyModule
+from ..core.lazy import LazyModule, import_triton_first
 from ..core.model import Array, Gradients, Model, batches, reinitialize
 from ..core.targets import Target
 
-tf: Any = LazyModule("tensorflow", extra="tensorflow")
-keras: Any = LazyModule("keras", extra="tensorflow")
+# import_triton_first: see limelight.core.lazy (triton after TensorFlow segfaults)
+tf: Any = LazyModule("tensorflow", extra="tensorflow", before=import_triton_first)
+keras: Any = LazyModule("keras", extra="tensorflow", before=import_triton_first)
 
 __all__ = ["KerasModel", "limelight_wrap_model"]
 
 SEPARATOR = "/"
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @hookimpl(trylast=True)
@@ -69,6 +86,92 @@ def limelight_wrap_model(model: object) -> Model | None:
             "the TensorFlow backend (set KERAS_BACKEND=tensorflow before importing keras)."
         )
     return KerasModel(model)
+
+
+#: Words in a framework's error message that say the inputs do not fit the model.
+_SHAPE_WORDS = re.compile(r"\b(shapes?|sizes?|channels?|dimensions?|dims?|ndim|rank|mat1|mat2)\b", re.IGNORECASE)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _batch_shape(shape: Any) -> str:
+    """``(N, 16, 16, 3)`` for a batch shaped ``(n, 16, 16, 3)`` (``n`` may be unknown while
+    a function is traced)."""
+    return "(" + ", ".join(["N", *(str(d) for d in tuple(shape)[1:])]) + ")"
+
+
+def _call(model: Any, inputs: Any) -> Any:
+    """``model(inputs, training=False)``, shape errors turned into an InputError (see the
+    module docstring)."""
+    try:
+        return model(inputs, training=False)
+    except LimelightError:
+        raise
+    except (ValueError, TypeError, tf.errors.InvalidArgumentError) as exc:
+        # Keras appends the call's arguments (tensor shapes included) to every error: only
+        # the error's own text counts, and its first line that talks about shapes is quoted
+        text = _ANSI.sub("", str(exc)).split("Arguments received", 1)[0]
+        lines = [
+            line.strip()
+            for line in text.splitlines()
+            if _SHAPE_WORDS.search(line) and not line.startswith("Exception encountered when calling")
+        ]
+        if not lines:
+            raise
+        message = lines[0]
+        error = InputError(
+            f"the model's call failed on inputs of shape {_batch_shape(inputs.shape)}; this model "
+            f"takes {_layout(model)}. {type(exc).__name__}: {message[:300]}"
+        )
+        error.framework_error = exc  # type: ignore[attr-defined]  # see _keeps_cause
+        raise error from exc
+
+
+def _keeps_cause(method: Callable[P, R]) -> Callable[P, R]:
+    """Decorate a public method: an InputError from :func:`_call` keeps its original as
+    ``__cause__`` (TensorFlow re-raises errors from a traced function ``from None``)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except InputError as exc:
+            original = getattr(exc, "framework_error", None)
+            if original is None or exc.__cause__ is not None:
+                raise
+            raise exc from original
+
+    return wrapper
+
+
+def _layout(model: Any) -> str:
+    try:
+        shape = model.input_shape
+    except (AttributeError, ValueError):  # subclassed or unbuilt models
+        shape = None
+    if isinstance(shape, tuple | list) and shape and not isinstance(shape[0], tuple | list):
+        return "batches " + _batch_shape(shape)
+    return "channels-last batches (N, H, W, C) for images, (N, D) for vectors"
+
+
+def _layer_list(layer: object) -> LayerError | None:
+    """The short error for ``layer=[layer]`` (pytorch-grad-cam's ``target_layers`` habit)."""
+    if not isinstance(layer, list | tuple):
+        return None
+    return LayerError(
+        f"layer takes one layer (a name or a layer object), not a {type(layer).__name__} of "
+        f"{len(layer)}; limelight explains one layer per call: pass layer=layers[0]."
+    )
+
+
+#: ``precision="highest"`` while any thread needs it (see ProcessSetting).
+_HIGHEST = ProcessSetting()
+
+
+def _tf32_off() -> Callable[[], None]:
+    """TensorFloat-32 execution off; returns the function that restores the setting."""
+    previous = tf.config.experimental.tensor_float_32_execution_enabled()
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    return lambda: tf.config.experimental.enable_tensor_float_32_execution(previous)
 
 
 def _sublayers(layer: Any) -> list[Any]:
@@ -154,6 +257,7 @@ class KerasModel(Model):
 
     @property
     def xp(self) -> ModuleType:
+        import_triton_first()  # before tensorflow_xp imports TensorFlow
         from . import tensorflow_xp
 
         return tensorflow_xp
@@ -218,16 +322,13 @@ class KerasModel(Model):
     @contextlib.contextmanager
     def precision(self, mode: str) -> Iterator[None]:
         """``"highest"``: TensorFloat-32 execution off for the duration (the previous setting
-        restored after, also when the body raises); ``"default"``: untouched."""
+        restored after, also when the body raises; overlapping calls in several threads
+        switch it once, and the last one out restores it); ``"default"``: untouched."""
         if mode != "highest":
             yield
             return
-        previous = tf.config.experimental.tensor_float_32_execution_enabled()
-        tf.config.experimental.enable_tensor_float_32_execution(False)
-        try:
+        with _HIGHEST.held(_tf32_off):  # overlapping calls restore the setting once, last
             yield
-        finally:
-            tf.config.experimental.enable_tensor_float_32_execution(previous)
 
     def _device(self) -> str:
         """The device of the model's first weight ('' for a model without weights)."""
@@ -266,6 +367,8 @@ class KerasModel(Model):
         """Layers that own weights directly (not containers), input side first."""
         return [p for p, layer in self._named_layers().items() if layer.weights and not _sublayers(layer)]
 
+    @holding_model_lock
+    @_keeps_cause
     def randomized(self, layers: list[str], seed: int = 0) -> KerasModel:
         """A clone (``keras.models.clone_model`` + copied weights) with the trainable weights
         of ``layers`` re-initialised (see ``reinitialize``)."""
@@ -298,6 +401,9 @@ class KerasModel(Model):
 
     def resolve_layer(self, layer: object) -> str:
         """A layer path, a unique bare layer name, or a layer object -> its path."""
+        as_list = _layer_list(layer)
+        if as_list is not None:
+            raise as_list
         named = self._named_layers()
         if isinstance(layer, str):
             if layer in named:
@@ -320,6 +426,8 @@ class KerasModel(Model):
             "from Model.layers() or one of its layers."
         )
 
+    @holding_model_lock
+    @_keeps_cause
     def default_layer(self, x: Array | None = None) -> str:
         """The last layer (in execution order) with a spatial 4-D output that runs once per
         forward (see :func:`~limelight.core.layers.pick_default_layer`), traced on a sample
@@ -348,7 +456,7 @@ class KerasModel(Model):
             return output
 
         with _tapped(self._named_layers(), record):
-            self.native(x, training=False)
+            _call(self.native, x)
         return pick_default_layer(finished, separator=SEPARATOR)
 
     def _layer(self, layer: object) -> tuple[str, Any]:
@@ -368,7 +476,7 @@ class KerasModel(Model):
         def build(ref: weakref.ref[Any]) -> Any:
             @tf.function(input_signature=[spec], autograph=False)
             def forward(inputs: Any) -> Any:
-                return _check_outputs(_alive(ref)(inputs, training=False))
+                return _check_outputs(_call(_alive(ref), inputs))
 
             return forward
 
@@ -385,7 +493,7 @@ class KerasModel(Model):
                     return output
 
                 with _tapped({path: layer}, capture):
-                    _alive(ref)(inputs, training=False)
+                    _call(_alive(ref), inputs)
                 _check_captured(path, captured)
                 return captured[0]
 
@@ -406,7 +514,7 @@ class KerasModel(Model):
                     if path is None:
                         tape.watch(inputs)
                         captured.append(inputs)
-                        outputs = _alive(ref)(inputs, training=False)
+                        outputs = _call(_alive(ref), inputs)
                     else:
 
                         def capture(name: str, output: Any) -> Any:
@@ -418,7 +526,7 @@ class KerasModel(Model):
                             return output
 
                         with _tapped({path: layer}, capture):
-                            outputs = _alive(ref)(inputs, training=False)
+                            outputs = _call(_alive(ref), inputs)
                         _check_captured(path, captured)
                     outputs = _check_outputs(outputs)
                     sums = _column_sums(target.scores(xp, outputs, *data), columns)
@@ -436,6 +544,7 @@ class KerasModel(Model):
         return self._compiled(("gradient", path, spec, target.key(), data_specs), build)
 
     def _deeplift_fn(self, spec: Any, target: Target, data_specs: tuple[Any, ...]) -> Any:
+        import_triton_first()
         from .tensorflow_deeplift import deeplift_rules
 
         xp, columns = self.xp, target.columns
@@ -448,7 +557,7 @@ class KerasModel(Model):
                 with deeplift_rules():
                     with tf.GradientTape(watch_accessed_variables=False, persistent=columns > 1) as tape:
                         tape.watch(both)
-                        outputs = _check_outputs(_alive(ref)(both, training=False))[:n]
+                        outputs = _check_outputs(_call(_alive(ref), both))[:n]
                         sums = _column_sums(target.scores(xp, outputs, *data), columns)
                     grads = [tape.gradient(total, both)[:n] for total in sums]
                 return tf.stack(grads, axis=1)
@@ -471,12 +580,16 @@ class KerasModel(Model):
         return data, tuple(_spec(d) for d in data)
 
     # -- the array API -----------------------------------------------------------------------
+    @holding_model_lock
+    @_keeps_cause
     def predict(self, x: Array, *, batch_size: int | None = None) -> Any:
         x = self._tensor(x)
         forward = self._forward_fn(_spec(x))
         n = len(x)
         return _cat([forward(x if _whole(n, b) else x[b]) for b in batches(n, batch_size)])
 
+    @holding_model_lock
+    @_keeps_cause
     def activations(self, x: Array, layer: str, *, batch_size: int | None = None) -> Any:
         x = self._tensor(x)
         path, obj = self._layer(layer)
@@ -484,6 +597,8 @@ class KerasModel(Model):
         n = len(x)
         return _cat([fn(x if _whole(n, b) else x[b]) for b in batches(n, batch_size)])
 
+    @holding_model_lock
+    @_keeps_cause
     def gradients(
         self, x: Array, target: Target, layer: str | None = None, *, batch_size: int | None = None
     ) -> Gradients:
@@ -507,6 +622,7 @@ class KerasModel(Model):
     def _unsupported(self, x: Any) -> dict[str, int]:
         """Operations without a DeepLIFT rule in the traced forward graph (walked once per
         model and input signature, cached)."""
+        import_triton_first()
         from .tensorflow_deeplift import unsupported_ops
 
         spec = _spec(x)
@@ -517,10 +633,14 @@ class KerasModel(Model):
             cache[key] = dict(unsupported_ops(graph, graph.inputs[0]))
         return dict(cache[key])
 
+    @holding_model_lock
+    @_keeps_cause
     def deeplift_unsupported(self, x: Array) -> list[str]:
         """Operations on the input's path that DeepLIFT has no rule for (empty: all fine)."""
         return sorted(self._unsupported(self._tensor(x)))
 
+    @holding_model_lock
+    @_keeps_cause
     def deeplift_gradients(
         self, x: Array, references: Array, target: Target, *, batch_size: int | None = None
     ) -> Any:

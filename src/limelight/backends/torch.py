@@ -16,6 +16,16 @@
   handed downstream is a copy, so in-place ops after the layer (``ReLU(inplace=True)``)
   cannot corrupt it. Hooks are removed in ``finally`` blocks.
 * ``precision="highest"`` turns TF32 and reduced-precision reductions off for the call.
+* Threads: the public methods that run or hook the model (``predict``, ``activations``,
+  ``gradients``, ``default_layer``, ``deeplift_*``, ``randomized``) hold the model's lock
+  (:func:`~limelight.core.cache.model_lock`), so concurrent explanations of one model take
+  turns and see no one else's hooks or training flags. Calls of the model outside limelight
+  are not covered.
+* Errors of the model's forward about shapes (a ``RuntimeError``, ``ValueError`` or
+  ``TypeError`` whose message mentions a shape, size, dimension or channels: inputs of the
+  wrong rank or size) become an :class:`~limelight.core.errors.InputError` naming the shape
+  fed and the layout the model takes, chained to the original; other exceptions from the
+  user's ``forward`` propagate unchanged.
 * Results leave the device only through :meth:`TorchModel.to_numpy` (pinned memory on CUDA).
 
 Importing this module does not import torch; torch is imported on first use.
@@ -24,6 +34,7 @@ Importing this module does not import torch; torch is imported on first use.
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 from collections.abc import Callable, Iterator
 from types import ModuleType
@@ -32,8 +43,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..core.arrays import check_batch, to_numpy_float32
-from ..core.cache import model_cache
-from ..core.errors import InputError, LayerError, NotDifferentiableError, no_deeplift_rule
+from ..core.cache import ProcessSetting, holding_model_lock, model_cache
+from ..core.errors import InputError, LayerError, LimelightError, NotDifferentiableError, no_deeplift_rule
 from ..core.explanation import owned
 from ..core.hookspecs import hookimpl
 from ..core.layers import pick_default_layer
@@ -77,6 +88,26 @@ def _column_gradients(scores: Any, wrt: Any) -> Iterator[Any]:
         yield grad
 
 
+#: Words in a framework's error message that say the inputs do not fit the model.
+_SHAPE_WORDS = re.compile(r"\b(shapes?|sizes?|channels?|dimensions?|dims?|ndim|rank|mat1|mat2)\b", re.IGNORECASE)
+
+
+def _batch_shape(shape: Any) -> str:
+    """``(N, 3, 16, 16)`` for a batch of shape ``(n, 3, 16, 16)``: the per-sample shape that
+    does not fit (the batch may be a slice of the user's)."""
+    return "(" + ", ".join(["N", *(str(d) for d in tuple(shape)[1:])]) + ")"
+
+
+def _layer_list(layer: object) -> LayerError | None:
+    """The short error for ``layer=[module]`` (pytorch-grad-cam's ``target_layers`` habit)."""
+    if not isinstance(layer, list | tuple):
+        return None
+    return LayerError(
+        f"layer takes one layer (a name or a module), not a {type(layer).__name__} of "
+        f"{len(layer)}; limelight explains one layer per call: pass layer=layers[0]."
+    )
+
+
 def _to_keras_order(arr: np.ndarray, back: bool = False) -> np.ndarray:
     """Conv kernels (out, in, h, w) <-> (h, w, in, out), dense (out, in) <-> (in, out)."""
     if arr.ndim == 4:
@@ -87,6 +118,35 @@ def _to_keras_order(arr: np.ndarray, back: bool = False) -> np.ndarray:
 #: Reduced-precision reductions of ``torch.backends.cuda.matmul`` that ``precision="highest"``
 #: turns off besides TF32.
 _REDUCED_PRECISION = ("allow_fp16_reduced_precision_reduction", "allow_bf16_reduced_precision_reduction")
+
+
+#: ``precision="highest"`` while any thread needs it (see ProcessSetting).
+_HIGHEST = ProcessSetting()
+
+
+def _full_precision() -> Callable[[], None]:
+    """TF32 and reduced-precision reductions off; returns the function that restores them."""
+    flags: list[tuple[Any, str, Any]] = []
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):
+        for owner in (matmul, torch.backends.cudnn.conv, torch.backends.cudnn.rnn):
+            flags.append((owner, "fp32_precision", "ieee"))
+    else:  # older torch: the legacy flags
+        flags += [(matmul, "allow_tf32", False), (torch.backends.cudnn, "allow_tf32", False)]
+    flags += [(matmul, name, False) for name in _REDUCED_PRECISION if hasattr(matmul, name)]
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in flags]
+
+    def restore() -> None:
+        for owner, name, value in reversed(saved):
+            setattr(owner, name, value)
+
+    try:
+        for owner, name, value in flags:
+            setattr(owner, name, value)
+    except BaseException:
+        restore()
+        raise
+    return restore
 
 
 _COPIER: list[Any] = []
@@ -208,26 +268,13 @@ class TorchModel(Model):
         """``"highest"``: TF32 convolutions/matmuls and reduced-precision reductions off for
         the duration (restored after, also on errors); ``"default"``: the user's settings
         untouched. Uses torch's ``fp32_precision`` API where it exists (mixing it with the
-        legacy ``allow_tf32`` flags is an error in torch)."""
+        legacy ``allow_tf32`` flags is an error in torch). Overlapping calls in several threads
+        switch the flags once; the last one out restores them."""
         if mode != "highest":
             yield
             return
-        flags: list[tuple[Any, str, Any]] = []
-        matmul = torch.backends.cuda.matmul
-        if hasattr(matmul, "fp32_precision"):
-            for owner in (matmul, torch.backends.cudnn.conv, torch.backends.cudnn.rnn):
-                flags.append((owner, "fp32_precision", "ieee"))
-        else:  # older torch: the legacy flags
-            flags += [(matmul, "allow_tf32", False), (torch.backends.cudnn, "allow_tf32", False)]
-        flags += [(matmul, name, False) for name in _REDUCED_PRECISION if hasattr(matmul, name)]
-        saved = [(owner, name, getattr(owner, name)) for owner, name, _ in flags]
-        try:
-            for owner, name, value in flags:
-                setattr(owner, name, value)
+        with _HIGHEST.held(_full_precision):  # overlapping calls restore the flags once, last
             yield
-        finally:
-            for owner, name, value in reversed(saved):
-                setattr(owner, name, value)
 
     def _input_channels(self) -> int | None:
         for module in self.native.modules():
@@ -275,6 +322,9 @@ class TorchModel(Model):
 
     def resolve_layer(self, layer: object) -> str:
         """A ``named_modules()`` name or a module object of this model -> its name."""
+        as_list = _layer_list(layer)
+        if as_list is not None:
+            raise as_list
         if isinstance(layer, torch.nn.Module):
             for name, module in self.native.named_modules():
                 if module is layer and name:
@@ -292,6 +342,7 @@ class TorchModel(Model):
         name = self.resolve_layer(layer)
         return name, self.native.get_submodule(name)
 
+    @holding_model_lock
     def default_layer(self, x: Array) -> str:
         """The last module (in execution order) with a spatial 4-D output that runs once
         per forward (see :func:`~limelight.core.layers.pick_default_layer`); traced on a
@@ -328,6 +379,35 @@ class TorchModel(Model):
         )
 
     # -- running ----------------------------------------------------------------------------
+    def _layout(self) -> str:
+        channels = self._input_channels()
+        if channels is not None:
+            return f"NCHW batches (N, {channels}, H, W)"
+        for module in self.native.modules():
+            if isinstance(module, torch.nn.Linear):
+                return f"batches (N, {module.in_features}) (its first Linear layer)"
+        return "the batches its forward() takes, (N, ...)"
+
+    @contextlib.contextmanager
+    def _forward_errors(self, fed: Any) -> Iterator[None]:
+        """Shape errors of the model's forward on ``fed`` (a tensor or its shape) ->
+        InputError (see the module docstring); LimelightErrors and other exceptions
+        propagate unchanged."""
+        try:
+            yield
+        except LimelightError:
+            raise
+        except (RuntimeError, ValueError, TypeError) as exc:
+            text = str(exc).strip()
+            message = text.splitlines()[0] if text else ""
+            if not _SHAPE_WORDS.search(message):
+                raise
+            shape = _batch_shape(getattr(fed, "shape", fed))
+            raise InputError(
+                f"the model's forward failed on inputs of shape {shape}; this model takes "
+                f"{self._layout()}. {type(exc).__name__}: {message[:300]}"
+            ) from exc
+
     @contextlib.contextmanager
     def _eval_mode(self) -> Iterator[None]:
         modes = [(module, module.training) for module in self.native.modules()]
@@ -339,8 +419,9 @@ class TorchModel(Model):
                 module.training = training
 
     def _forward(self, x: Array, *, grad: bool) -> torch_types.Tensor:
-        with self._eval_mode(), torch.set_grad_enabled(grad):
-            out = self.native(self._to_native(x))
+        fed = self._to_native(x)
+        with self._eval_mode(), torch.set_grad_enabled(grad), self._forward_errors(fed):
+            out = self.native(fed)
         return self._check_outputs(out)
 
     @staticmethod
@@ -357,6 +438,7 @@ class TorchModel(Model):
             )
         return out
 
+    @holding_model_lock
     def predict(self, x: Array, *, batch_size: int | None = None) -> torch_types.Tensor:
         outs = [self._forward(x[batch], grad=False) for batch in batches(len(x), batch_size)]
         return outs[0] if len(outs) == 1 else torch.cat(outs)
@@ -391,6 +473,7 @@ class TorchModel(Model):
         finally:
             handle.remove()
 
+    @holding_model_lock
     def activations(self, x: Array, layer: str, *, batch_size: int | None = None) -> torch_types.Tensor:
         name, module = self._module(layer)
         parts = []
@@ -411,6 +494,7 @@ class TorchModel(Model):
         data = [self.asarray(d[rows], like=out) for d in target.data()]
         return target.scores(self.xp, out, *data)
 
+    @holding_model_lock
     def gradients(
         self, x: Array, target: Target, layer: str | None = None, *, batch_size: int | None = None
     ) -> Gradients:
@@ -446,11 +530,13 @@ class TorchModel(Model):
                     # forward() modify neither x nor a leaf autograd must keep intact
                     activation = _nchw(x).detach().requires_grad_(True)
                     fed = self._copy(activation)
-                    with self._input_conv_mode(fed):
+                    with self._input_conv_mode(fed), self._forward_errors(fed):
                         out = self._check_outputs(self.native(fed))
             else:
+                fed = self._to_native(x)
                 with torch.no_grad(), self._capture(named[1], named[0], grad=True) as store:
-                    out = self._check_outputs(self.native(self._to_native(x)))
+                    with self._forward_errors(fed):
+                        out = self._check_outputs(self.native(fed))
                 activation = self._captured(store, named[0])
         if not out.requires_grad:
             raise NotDifferentiableError(
@@ -475,6 +561,7 @@ class TorchModel(Model):
         """Modules that own weights directly, in registration order (input side first)."""
         return [n for n, m in self.native.named_modules() if n and any(True for _ in m.parameters(recurse=False))]
 
+    @holding_model_lock
     def randomized(self, layers: list[str], seed: int = 0) -> TorchModel:
         """A deep copy with the weights of ``layers`` re-initialised (see ``reinitialize``);
         conv kernels are handed over in Keras's (h, w, in, out) order so a Keras twin draws
@@ -500,16 +587,18 @@ class TorchModel(Model):
             both = both.contiguous(memory_format=self._memory_format())
         leaf = both.detach().requires_grad_(True)
         mode = DeepLiftMode()
-        with torch.enable_grad(), mode:
+        with torch.enable_grad(), mode, self._forward_errors(tuple(_nchw(x).shape)):
             out = self._check_outputs(self.native(leaf.clone()))  # in-place ops stay off the leaf
         return leaf, out, mode.unsupported
 
+    @holding_model_lock
     def deeplift_unsupported(self, x: Array) -> list[str]:
         """Operations on the input's path that DeepLIFT has no rule for (empty: all fine)."""
         with self._eval_mode():
             _, _, unsupported = self._deeplift_forward(x[:1], x[:1])
         return sorted(unsupported)
 
+    @holding_model_lock
     def deeplift_gradients(
         self, x: Array, references: Array, target: Target, *, batch_size: int | None = None
     ) -> torch_types.Tensor:

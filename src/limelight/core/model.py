@@ -70,10 +70,19 @@ class Gradients:
 
 
 def check_batch_size(batch_size: int | None) -> int | None:
-    """``batch_size`` checked: None (everything at once) or a positive int."""
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+    """``batch_size`` checked: None (everything at once) or a positive integral number
+    (``int``, ``np.int64``, anything with ``__index__`` but a bool), returned as an ``int``."""
+    if batch_size is None:
+        return None
+    import operator
+
+    try:
+        size = None if isinstance(batch_size, bool | np.bool_) else operator.index(batch_size)
+    except TypeError:
+        size = None
+    if size is None or size < 1:
         raise ParameterError(f"batch_size must be a positive int, got {batch_size!r}.")
-    return batch_size
+    return size
 
 
 def batches(n: int, batch_size: int | None) -> Iterator[slice]:

@@ -57,6 +57,9 @@ def torch_model(weights: dict[str, np.ndarray] | None = None) -> Any:
 def keras_model(weights: dict[str, np.ndarray] | None = None) -> Any:
     """The same CNN in Keras (NHWC inputs in [0, 1]), with the same weights transposed:
     conv kernels ``(out, in, h, w) -> (h, w, in, out)``, dense ``.T``."""
+    from ..core.lazy import import_triton_first
+
+    import_triton_first()  # TensorFlow before triton segfaults a later torchvision import
     import keras
 
     c1, c2, c3 = CONV_CHANNELS

@@ -48,6 +48,9 @@ def imagenet_transform(resize: int = 256, crop: int = 224) -> Callable[[np.ndarr
 def keras_preprocess(mode: str) -> Callable[[np.ndarray], np.ndarray]:
     """``keras.applications.imagenet_utils.preprocess_input`` with ``mode`` ("caffe", "tf",
     "torch") from ``(N, H, W, 3)`` RGB in [0, 1] (it takes 0-255 pixels); NHWC out."""
+    from ..core.lazy import import_triton_first
+
+    import_triton_first()  # TensorFlow before triton segfaults a later torchvision import
     try:
         from keras.applications import imagenet_utils
     except ImportError as exc:
