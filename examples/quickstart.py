@@ -7,6 +7,7 @@ every Grad-CAM-family method through one call, and the two frameworks compared.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 import limelight
+from limelight.core.registry import registry
 
 
 def build_twins() -> tuple[torch.nn.Module, keras.Model]:
@@ -42,13 +44,27 @@ def main() -> None:
     tm, km = build_twins()
     images = np.random.RandomState(0).rand(4, 32, 32, 3).astype(np.float32)  # NHWC
     print(f"limelight {limelight.__version__}: methods {', '.join(limelight.explainers())}\n")
-    print(f"{'method':<14}{'torch layer':<14}{'keras layer':<14}{'targets':<14}max |torch - keras|")
+    print(f"{'method':<16}{'torch layer':<14}{'keras layer':<14}{'targets':<14}max |torch - keras|")
+    # SHAP methods measure from a background (reference inputs): here, 8 random images
+    background = np.random.RandomState(1).rand(8, 32, 32, 3).astype(np.float32)
     for method in limelight.explainers():
-        et = limelight.explain(tm, torch.from_numpy(images.transpose(0, 3, 1, 2).copy()), method)
-        ek = limelight.explain(km, images, method)
+        extra: dict[str, Any] = {}
+        if "background" in registry.explainer(method).defaults:
+            extra = {"background": background}
+        et = limelight.explain(tm, nchw(images), method, **{k: nchw(v) for k, v in extra.items()})
+        ek = limelight.explain(km, images, method, **extra)
         diff = np.abs(et.values - ek.values).max()
-        print(f"{method:<14}{et.params['layer']:<14}{ek.params['layer']:<14}{str(et.targets.tolist()):<14}{diff:.2e}")
-    print(f"\nmaps: {et.values.shape} float32 in [0, 1] (N, H, W), one per image, at input resolution")
+        layers = et.params.get("layer", "-"), ek.params.get("layer", "-")
+        print(f"{method:<16}{layers[0]:<14}{layers[1]:<14}{str(et.targets.tolist()):<14}{diff:.2e}")
+        if method == "gradcam":
+            maps = et.values.shape
+    print(f"\nGrad-CAM maps: {maps} float32 in [0, 1] (N, H, W), one per image, at input resolution;")
+    print("SHAP values: (N, H, W, C), one per input pixel and channel")
+
+
+def nchw(images: np.ndarray) -> torch.Tensor:
+    """The torch model's layout: NHWC arrays -> NCHW tensors."""
+    return torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
 
 
 if __name__ == "__main__":

@@ -85,3 +85,10 @@ def test_torchvision_preset_matches_the_weights_transform_and_inverts():
 def test_unknown_preset():
     with pytest.raises(InputError, match="unknown preset 'imagenet'"):
         io.preset("imagenet")
+
+
+def test_decompression_bomb_is_a_clear_error(tmp_path, monkeypatch):
+    Image.fromarray(RGB).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # 48 pixels > 2 x 10: Pillow refuses
+    with pytest.raises(InputError, match=r"bomb.png is too large to load safely.*MAX_IMAGE_PIXELS"):
+        io.load_image(tmp_path / "bomb.png")

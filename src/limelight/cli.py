@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
+import os
+import pathlib
+import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from . import __version__
-from .core.errors import LimelightError
+from .core.errors import InputError, LimelightError, TargetError, close_matches
 from .core.registry import registry
+
+#: Background rows ``--background`` makes from the inputs when given no folder.
+BACKGROUND_ROWS = 8
 
 
 def _plugins(args: argparse.Namespace) -> int:
@@ -36,75 +45,230 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    """Compute everything first, write only at the end: a failure leaves nothing half-written."""
+    """Check, load and compute everything first; write into a temporary folder next to
+    ``--out`` and move it into place at the end: a failure leaves nothing behind."""
     import json
     import pathlib
     import time
 
     import numpy as np
 
-    from . import io
     from .core.api import explain
     from .zoo.specs import load_model
 
-    images = [io.load_image(path) for path in args.images]  # missing / non-image files fail here
+    out = pathlib.Path(args.out)
+    _check_writable(out)
+    paths = _expand(args.images, args.recursive)
+    from . import io
+
+    images = [io.load_image(path) for path in paths]  # missing / non-image files fail here
     loaded = load_model(args.model, args.weights)
-    size = loaded.input_size or (args.size, args.size)
-    batch = np.stack([io.load_image(image, size if loaded.preprocess is None or loaded.input_size else 256) for image in images])
-    fed = loaded.preprocess(batch) if loaded.preprocess is not None else _as_fed(batch, loaded.framework)
+    fed = _feed(loaded, images, args.size)
+    names = loaded.class_names
+    targets = _target(args.target, names)
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
-    targets = None if args.target in (None, "auto") else int(args.target)
+    background = None
     results, timings = {}, {}
     from tqdm import tqdm
 
     for method in tqdm(methods, desc="explaining", unit="method", disable=None, leave=False):
         name, params = _method(method)
+        if _needs_background(name):
+            if background is None:
+                background = _feed(loaded, _background(args.background, images, args.recursive), args.size)
+            params["background"] = background
         start = time.perf_counter()
         results[method] = explain(loaded.model, fed, name, targets=targets, layer=args.layer, **params)
         timings[method] = round(time.perf_counter() - start, 3)
 
-    import matplotlib.pyplot as plt
-
-    from .viz import comparison_grid
-
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    names = loaded.class_names
-    figure = comparison_grid(results, class_names=names)
-    figure.savefig(out / "comparison.png", dpi=110)
-    plt.close(figure)
-    for method, exp in results.items():
-        for index in range(len(exp)):
-            fig = exp.plot(index=index, class_names=names)
-            fig.savefig(out / f"{pathlib.Path(args.images[index]).stem}_{method}.png", dpi=110)
-            plt.close(fig)
-    values: dict[str, Any] = {m: e.values for m, e in results.items()}
-    np.savez_compressed(out / "values.npz", **values)
+    stems = _unique_stems(paths)
     first = next(iter(results.values()))
     label = (lambda k: names[k]) if names else str
     summary = {
         "model": args.model,
-        "images": list(args.images),
+        "images": [str(p) for p in paths],
+        "files": dict(zip([str(p) for p in paths], stems, strict=True)),
         "predictions": [{"class": int(k), "name": label(int(k)), "score": float(o[k])} for o, k in zip(first.outputs, first.outputs.argmax(1), strict=True)],
         "targets": {m: e.targets.tolist() for m, e in results.items()},
         "layers": {m: e.params.get("layer") for m, e in results.items()},
+        "algorithms": {m: e.params["algorithm"] for m, e in results.items() if "algorithm" in e.params},
         "methods": methods,
         "seconds": timings,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    with _staged(out) as stage:
+        import matplotlib.pyplot as plt
+
+        from .viz import comparison_grid
+
+        figure = comparison_grid(results, class_names=names)
+        figure.savefig(stage / "comparison.png", dpi=110)
+        plt.close(figure)
+        for method, exp in results.items():
+            for index in range(len(exp)):
+                fig = exp.plot(index=index, class_names=names)
+                fig.savefig(stage / f"{stems[index]}_{method}.png", dpi=110)
+                plt.close(fig)
+        values: dict[str, Any] = {m: e.values for m, e in results.items()}
+        np.savez_compressed(stage / "values.npz", **values)
+        (stage / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"wrote {len(results)} method(s) x {len(images)} image(s) to {out}")
     return 0
 
 
-def _as_fed(batch: Any, framework: str) -> Any:
-    return batch.transpose(0, 3, 1, 2).copy() if framework == "torch" else batch
+def _check_writable(out: pathlib.Path) -> None:
+    """``--out`` must be a folder (or not exist yet) under a folder this process may write."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"--out {out}: {parent} is a file, not a folder")
+    target = out if out.exists() else parent
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: permission denied (cannot write in {target})")
+
+
+@contextlib.contextmanager
+def _staged(out: pathlib.Path) -> Iterator[pathlib.Path]:
+    """A temporary folder next to ``out``, moved into place when the block succeeds and
+    removed when it fails. Into an existing ``out``, files are moved one by one (replacing
+    same-named ones; nothing else there is touched)."""
+    try:
+        out.absolute().parent.mkdir(parents=True, exist_ok=True)
+        stage = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.absolute().parent))
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    try:
+        yield stage
+        if out.is_dir():
+            for item in stage.iterdir():
+                os.replace(item, out / item.name)
+            stage.rmdir()
+        else:
+            os.replace(stage, out)
+    except OSError as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise InputError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def _is_image(path: pathlib.Path) -> bool:
+    from PIL import Image
+
+    return path.is_file() and path.suffix.lower() in Image.registered_extensions()
+
+
+def _expand(arguments: Sequence[str], recursive: bool) -> list[pathlib.Path]:
+    """Files as given; a folder -> the images inside (``--recursive``: and below); a glob
+    pattern that names no file -> its matches. Sorted within each argument."""
+    import glob
+    import pathlib
+
+    paths: list[pathlib.Path] = []
+    for argument in arguments:
+        path = pathlib.Path(argument)
+        if path.is_dir():
+            found = sorted(p for p in (path.rglob("*") if recursive else path.iterdir()) if _is_image(p))
+            if not found:
+                more = "" if recursive else " (--recursive looks in subfolders too)"
+                raise InputError(f"no image files in the folder {argument}{more}")
+            paths += found
+        elif not path.exists() and glob.has_magic(argument):
+            matches = sorted(pathlib.Path(m) for m in glob.glob(argument, recursive=recursive))
+            found = [m for m in matches if _is_image(m)]
+            if not found:
+                raise InputError(f"no image files match {argument}")
+            paths += found
+        else:
+            paths.append(path)  # load_image says what is wrong with it
+    return paths
+
+
+def _unique_stems(paths: Sequence[pathlib.Path]) -> list[str]:
+    """Output-name stems: the file's stem; where two inputs share it, the file name with its
+    suffix (``cat_png``, ``cat_jpg``); then a counter."""
+    stems = collections.Counter(p.stem for p in paths)
+    names = [p.stem if stems[p.stem] == 1 else p.name.replace(".", "_") for p in paths]
+    counts, seen = collections.Counter(names), collections.Counter[str]()
+    unique = []
+    for name in names:
+        seen[name] += 1
+        unique.append(name if counts[name] == 1 else f"{name}-{seen[name]}")
+    return unique
+
+
+def _feed(loaded: Any, images: Sequence[Any], size: int | None) -> Any:
+    """What the model is fed for ``(H, W, 3)`` RGB images in [0, 1].
+
+    A model whose preprocessing sets the size itself (torchvision: resize the short side,
+    centre crop) gets each image at its own size through exactly that preprocessing. Else
+    the images are resized to ``--size``, else to the model's declared input size, else
+    224, then preprocessed (or laid out for the framework).
+    """
+    import numpy as np
+
+    from . import io
+
+    if loaded.preprocess is not None and loaded.input_size is None:
+        return np.concatenate([np.asarray(loaded.preprocess(image[None])) for image in images])
+    shape = (size, size) if size else loaded.input_size or (224, 224)
+    batch = np.stack([io.load_image(image, shape) for image in images])
+    if loaded.preprocess is not None:
+        return loaded.preprocess(batch)
+    return batch.transpose(0, 3, 1, 2).copy() if loaded.framework == "torch" else batch
+
+
+def _target(given: str | None, names: Sequence[str] | None) -> int | None:
+    """``--target``: a class index, or a class name looked up in the model's class names."""
+    if given is None or given == "auto":
+        return None
+    try:
+        return int(given)
+    except ValueError:
+        pass
+    if not names:
+        raise TargetError(f"--target {given!r}: this model has no class names; give a class index")
+    lowered = [n.lower() for n in names]
+    if given.lower() in lowered:
+        return lowered.index(given.lower())
+    raise TargetError(f"--target {given!r} is not one of the model's class names." + close_matches(given, names))
+
+
+def _needs_background(method: str) -> bool:
+    return "background" in registry.explainer(method).defaults
+
+
+def _background(given: str | None, images: Sequence[Any], recursive: bool) -> list[Any]:
+    """``--background``: a folder or glob of images, or ``N`` (default
+    :data:`BACKGROUND_ROWS`): the inputs blurred, N rows."""
+    from . import io
+
+    if given is not None and not given.isdigit():
+        return [io.load_image(p) for p in _expand([given], recursive)]
+    rows = BACKGROUND_ROWS if given is None else int(given)
+    if rows < 1:
+        raise InputError("--background N needs N >= 1")
+    return [_blurred(images[i % len(images)], i // len(images), -(-rows // len(images))) for i in range(rows)]
+
+
+def _blurred(image: Any, step: int, steps: int) -> Any:
+    """``image`` under a Gaussian blur whose radius runs from 1/16 to 1/4 of its short side
+    over ``steps`` steps."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    side = min(image.shape[:2])
+    radius = side / 16 * (4 ** (step / (steps - 1)) if steps > 1 else 2.0)
+    pil = Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8))
+    return np.asarray(pil.filter(ImageFilter.GaussianBlur(radius)), np.float32) / 255.0
 
 
 def _method(name: str) -> tuple[str, dict[str, Any]]:
-    """CLI method names: ``shap`` means model-agnostic Partition SHAP on the image (no
-    background data needed); every registered explainer name works as is."""
-    if name == "shap":
-        return "shap-partition", {"max_evals": 300}
+    """CLI method names are the registered explainer names (``shap`` as in the API: DeepSHAP
+    where the model allows it, else expected gradients)."""
     return name, {}
 
 
@@ -123,28 +287,34 @@ def _benchmark(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # --debug works before and after the subcommand: the subcommands' copy leaves the
+    # attribute alone unless given (SUPPRESS), so the top-level default stays.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
     parser = argparse.ArgumentParser(prog="limelight", description="Explain image classifiers.")
     parser.add_argument("--version", action="version", version=f"limelight {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("plugins", help="list installed plugins and what each provides").set_defaults(run=_plugins)
-    sub.add_parser("methods", help="list the registered explanation methods").set_defaults(run=_methods)
-    ex = sub.add_parser("explain", help="explain images with one or more methods; write PNGs, values and a summary")
-    ex.add_argument("images", nargs="+", help="image files")
+    sub.add_parser("plugins", parents=[common], help="list installed plugins and what each provides").set_defaults(run=_plugins)
+    sub.add_parser("methods", parents=[common], help="list the registered explanation methods").set_defaults(run=_methods)
+    ex = sub.add_parser("explain", parents=[common], help="explain images with one or more methods; write PNGs, values and a summary")
+    ex.add_argument("images", nargs="+", help="image files, folders (the images inside) or glob patterns")
+    ex.add_argument("--recursive", "-r", action="store_true", help="folders: also the images in subfolders; globs: ** matches subfolders")
     ex.add_argument("--model", required=True, help="torchvision:NAME, keras:NAME, file.pt (TorchScript), file.keras, or package.module:factory")
-    ex.add_argument("--weights", default=None, help="'none' for random weights (offline); default: the source's pretrained weights")
-    ex.add_argument("--method", default="gradcam", help="comma-separated methods (default gradcam; 'shap' = partition SHAP)")
-    ex.add_argument("--target", default=None, help="class index to explain (default: the predicted class)")
+    ex.add_argument("--weights", default=None, help="'none' for random weights (offline), a local weights file, or default: the source's pretrained weights")
+    ex.add_argument("--method", default="gradcam", help="comma-separated registered methods (default gradcam; see `limelight methods`)")
+    ex.add_argument("--target", default=None, help="class index or class name to explain (default: the predicted class)")
     ex.add_argument("--layer", default=None, help="layer for CAM methods (default: the last spatial layer)")
-    ex.add_argument("--size", type=int, default=224, help="input size when the model does not say (default 224)")
+    ex.add_argument("--background", default=None, metavar="DIR|N", help=f"SHAP background: a folder or glob of images, or N blurred copies of the inputs (default {BACKGROUND_ROWS})")
+    ex.add_argument("--size", type=int, default=None, help="resize inputs to SIZE x SIZE (default: the model's input size, else 224)")
     ex.add_argument("--out", default="limelight-out", help="output folder")
     ex.set_defaults(run=_explain)
-    bench = sub.add_parser("benchmark", help="every explainer x every metric on the shapes dataset, both frameworks")
+    bench = sub.add_parser("benchmark", parents=[common], help="every explainer x every metric on the shapes dataset, both frameworks")
     bench.add_argument("--images", type=int, default=48, help="images per draw and framework (default 48)")
     bench.add_argument("--seeds", type=int, default=3, help="dataset draws pooled, each with its own redraw seed (default 3)")
     bench.add_argument("--out", default=None, help="also write the Markdown report here")
     bench.set_defaults(run=_benchmark)
-    demo = sub.add_parser("demo", help="explain the embedded demo model in PyTorch and Keras; write report.html")
+    demo = sub.add_parser("demo", parents=[common], help="explain the embedded demo model in PyTorch and Keras; write report.html")
     demo.add_argument("--out", default="limelight-demo", help="output folder (default: limelight-demo)")
     demo.add_argument("--benchmark-images", type=int, default=16, help="images per draw in the comparative analysis (default 16)")
     demo.add_argument("--benchmark-seeds", type=int, default=1, help="dataset draws in the comparative analysis (default 1)")
@@ -157,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except LimelightError as exc:
+    except (LimelightError, OSError) as exc:  # OSError: an unreadable folder, a full disk
         if args.debug:
             raise
         print(f"limelight: error: {exc}", file=sys.stderr)

@@ -5,8 +5,9 @@ Loaded images are ``(H, W, 3)`` float32 RGB in [0, 1]. Presets turn a batch ``(N
 into what a model is fed, using each framework's own preprocessing code (built by
 :mod:`limelight.zoo.presets`, so this module holds no framework code):
 
-* ``"torchvision"``: torchvision's ImageNet classification transform (resize 256, centre crop
-  224, normalize with its mean/std); output NCHW.
+* ``"torchvision"``: torchvision's ImageNet classification transform (resize the short side
+  to 256, centre crop 224, normalize with its mean/std); output NCHW. It sets the size
+  itself: apply it to each image at its own size, not to images squashed to a square first.
 * ``"caffe"``, ``"tf"``, ``"torch"``: ``keras.applications.imagenet_utils.preprocess_input``
   with that mode on 0-255 pixels; output NHWC.
 
@@ -70,6 +71,11 @@ def load_image(source: str | os.PathLike[str] | Any, size: int | tuple[int, int]
             with Image.open(path) as opened:
                 opened.load()
                 rgb = _to_rgb01(opened)
+        except Image.DecompressionBombError as exc:
+            raise InputError(
+                f"{path} is too large to load safely ({exc}). If you trust the file, raise "
+                "PIL.Image.MAX_IMAGE_PIXELS (or set it to None) before calling limelight."
+            ) from None
         except (OSError, Image.UnidentifiedImageError, SyntaxError) as exc:
             raise InputError(f"{path} is not an image Pillow can read ({type(exc).__name__}: {exc})") from None
     elif isinstance(source, Image.Image):

@@ -6,13 +6,32 @@ from __future__ import annotations
 
 import importlib
 
-from ..core.errors import UnknownModelError
+from ..core.errors import UnknownModelError, UnsupportedModelError
 from ..core.hookspecs import LoadedModel, hookimpl
+from ..core.model import Model
 
-__all__ = ["KNOWN_FORMS", "LoadedModel", "UnknownModelError", "load_model"]
+__all__ = ["KNOWN_FORMS", "LoadedModel", "UnknownModelError", "WeightsUnavailableError", "load_model"]
 
 #: The spec forms the built-in plugins load.
 KNOWN_FORMS = "torchvision:NAME, keras:NAME, a TorchScript .pt file, a .keras file, or package.module:factory"
+
+
+class WeightsUnavailableError(UnknownModelError):
+    """Pretrained weights could not be downloaded (offline, proxy, server down)."""
+
+
+def _download_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) is a failed download."""
+    import urllib.error
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, urllib.error.URLError | ConnectionError | TimeoutError):
+            return True
+        if any(word in str(seen).lower() for word in ("urlopen", "download", "name resolution", "network")):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def load_model(spec: str, weights: str | None = None) -> LoadedModel:
@@ -39,5 +58,32 @@ def limelight_load_model(spec: str, weights: str | None) -> LoadedModel | None:
     except (ImportError, AttributeError) as exc:
         raise UnknownModelError(f"cannot load {spec!r}: {type(exc).__name__}: {exc}") from None
     model = factory()
-    framework = type(model).__module__.split(".")[0]
-    return LoadedModel(model=model, framework=framework)
+    return LoadedModel(model=model, framework=framework_of(model, spec), input_size=declared_input_size(model))
+
+
+def framework_of(model: object, spec: str = "the model") -> str:
+    """The framework of the backend that takes ``model`` (asked through the
+    ``limelight_wrap_model`` hook, so a user's own ``nn.Module`` subclass is torch)."""
+    from ..core.registry import registry
+
+    if isinstance(model, Model):
+        return model.framework
+    wrapped = registry.wrap(model)
+    if wrapped is None:
+        raise UnsupportedModelError(
+            f"{spec} gave a {type(model).__module__}.{type(model).__qualname__}, which no installed "
+            "backend can explain (limelight takes torch.nn.Module and Keras models; see `limelight plugins`)."
+        )
+    return wrapped.framework
+
+
+def declared_input_size(model: object) -> tuple[int, int] | None:
+    """``(H, W)`` of a model that declares a channels-last image input shape (Keras
+    ``input_shape`` ``(None, H, W, C)``), else None."""
+    try:
+        shape = tuple(getattr(model, "input_shape", None) or ())
+    except (AttributeError, ValueError, TypeError):  # Keras raises for models without an input
+        return None
+    if len(shape) == 4 and all(isinstance(d, int) for d in shape[1:3]):
+        return int(shape[1]), int(shape[2])
+    return None

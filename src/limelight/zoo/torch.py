@@ -7,7 +7,7 @@ import os
 
 from ..core.hookspecs import LoadedModel, hookimpl
 from .presets import on_nhwc
-from .specs import UnknownModelError
+from .specs import UnknownModelError, WeightsUnavailableError, _download_failure
 
 __all__ = ["limelight_load_model"]
 
@@ -35,8 +35,28 @@ def _torchvision(name: str, weights: str | None) -> LoadedModel:
         raise UnknownModelError(
             f"torchvision has no model {name!r}; e.g. resnet18, resnet50, vgg16, densenet121."
         ) from None
-    chosen = None if (weights or "").lower() == "none" else enum.DEFAULT
-    model = torchvision.models.get_model(name, weights=chosen).eval()
+    local = weights if weights and weights.lower() != "none" else None
+    chosen = None if weights else enum.DEFAULT
+    if local is not None and not os.path.isfile(local):
+        raise UnknownModelError(f"--weights {local!r}: no such weights file (or 'none' for random weights)")
+    try:
+        model = torchvision.models.get_model(name, weights=chosen).eval()
+    except Exception as exc:  # urllib, http and hub errors all mean "no download"
+        if chosen is None or not _download_failure(exc):
+            raise
+        raise WeightsUnavailableError(
+            f"cannot download the pretrained weights of torchvision:{name} ({type(exc).__name__}: {exc}). "
+            "Run with --weights none for random weights, or --weights FILE for a local state dict "
+            "(e.g. the file from torchvision's URL), or put that file in torch's hub cache "
+            "(~/.cache/torch/hub/checkpoints)."
+        ) from None
+    if local is not None:
+        import torch
+
+        try:
+            model.load_state_dict(torch.load(local, map_location="cpu", weights_only=True))
+        except Exception as exc:  # noqa: BLE001 - pickle, zip and key-mismatch errors alike
+            raise UnknownModelError(f"--weights {local}: not a state dict of torchvision:{name} ({type(exc).__name__}: {exc})") from None
     preprocess = on_nhwc(enum.DEFAULT.transforms())  # the weights' own preprocessing
     return LoadedModel(model, "torch", list(enum.DEFAULT.meta["categories"]), preprocess, None)
 
