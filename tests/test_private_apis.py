@@ -152,3 +152,20 @@ def test_the_tensorflow_extra_is_satisfied_by_a_users_tensorflow_and_dev_uses_te
 def test_frameworks_with_private_apis_have_upper_bounds(extra, name):
     req = resolve(extra, extras())[name]
     assert any(spec.operator in ("<", "<=", "~=", "==") for spec in req.specifier), f"{req} has no upper bound"
+
+
+def numpy_requirement(pyproject: pathlib.Path = PYPROJECT) -> Requirement:
+    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    found = [Requirement(r) for r in project["dependencies"] if Requirement(r).name.lower() == "numpy"]
+    assert len(found) == 1, project["dependencies"]
+    return found[0]
+
+
+def test_numpy_has_a_floor_of_2():
+    """limelight calls ``np.trapezoid`` (NumPy >= 2.0): the dependency must not admit 1.x."""
+    from packaging.version import Version
+
+    req = numpy_requirement()
+    floors = [Version(s.version) for s in req.specifier if s.operator in (">=", ">", "~=", "==")]
+    assert floors and min(floors) >= Version("2"), f"{req}: needs a minimum of numpy 2"
+    assert not req.specifier.contains("1.26.4") and req.specifier.contains("2.0.0"), str(req)

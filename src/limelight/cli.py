@@ -15,6 +15,7 @@ from typing import Any
 
 from . import __version__
 from .core.errors import InputError, LimelightError, TargetError, close_matches
+from .core.lazy import require
 from .core.registry import registry
 
 #: Background rows ``--background`` makes from the inputs when given no folder.
@@ -37,6 +38,7 @@ def _methods(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    require("matplotlib.pyplot", "viz", "matplotlib")  # the report's figures
     from .demo.report import run
 
     report = run(args.out, benchmark_images=args.benchmark_images, benchmark_seeds=args.benchmark_seeds)
@@ -56,6 +58,10 @@ def _explain(args: argparse.Namespace) -> int:
     from .core.api import explain
     from .zoo.specs import load_model
 
+    # the optional packages the command needs, before any work (one line naming the extra)
+    tqdm = require("tqdm", "viz").tqdm
+    require("PIL.Image", "viz", "Pillow")  # before matplotlib, which needs it too
+    plt = require("matplotlib.pyplot", "viz", "matplotlib")
     out = pathlib.Path(args.out)
     _check_writable(out)
     paths = _expand(args.images, args.recursive)
@@ -69,8 +75,6 @@ def _explain(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
     background = None
     results, timings = {}, {}
-    from tqdm import tqdm
-
     for method in tqdm(methods, desc="explaining", unit="method", disable=None, leave=False):
         name, params = _method(method)
         if _needs_background(name):
@@ -96,8 +100,6 @@ def _explain(args: argparse.Namespace) -> int:
         "seconds": timings,
     }
     with _staged(out) as stage:
-        import matplotlib.pyplot as plt
-
         from .viz import comparison_grid
 
         figure = comparison_grid(results, class_names=names)
@@ -156,8 +158,7 @@ def _staged(out: pathlib.Path) -> Iterator[pathlib.Path]:
 
 
 def _is_image(path: pathlib.Path) -> bool:
-    from PIL import Image
-
+    Image = require("PIL.Image", "viz", "Pillow")
     return path.is_file() and path.suffix.lower() in Image.registered_extensions()
 
 
@@ -258,8 +259,9 @@ def _blurred(image: Any, step: int, steps: int) -> Any:
     """``image`` under a Gaussian blur whose radius runs from 1/16 to 1/4 of its short side
     over ``steps`` steps."""
     import numpy as np
-    from PIL import Image, ImageFilter
 
+    Image = require("PIL.Image", "viz", "Pillow")
+    ImageFilter = require("PIL.ImageFilter", "viz", "Pillow")
     side = min(image.shape[:2])
     radius = side / 16 * (4 ** (step / (steps - 1)) if steps > 1 else 2.0)
     pil = Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8))

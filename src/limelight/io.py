@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from .core.errors import FrameworkNotInstalledError, InputError
+from .core.errors import InputError
+from .core.lazy import require
 
 __all__ = ["PRESETS", "Preset", "load_image", "load_images", "preset"]
 
@@ -32,11 +33,7 @@ PRESETS = ("torchvision", "caffe", "tf", "torch")
 
 
 def _pil() -> Any:
-    try:
-        from PIL import Image, ImageOps
-    except ImportError as exc:
-        raise FrameworkNotInstalledError("Pillow", extra="viz") from exc
-    return Image, ImageOps
+    return require("PIL.Image", "viz", "Pillow"), require("PIL.ImageOps", "viz", "Pillow")
 
 
 def _to_rgb01(image: Any) -> np.ndarray:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .core.errors import FrameworkNotInstalledError, UnsupportedError
+from .core.errors import UnsupportedError
+from .core.lazy import require
 from .core.ops import displayable
 
 if TYPE_CHECKING:  # explanation.py imports this module (Explanation.plot): no run-time cycle
@@ -18,11 +19,7 @@ __all__ = ["comparison_grid", "overlay", "plot", "shap_colormap"]
 
 
 def _pyplot() -> Any:
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise FrameworkNotInstalledError("matplotlib", extra="viz") from exc
-    return plt
+    return require("matplotlib.pyplot", "viz", "matplotlib")
 
 
 def shap_colormap() -> Any:

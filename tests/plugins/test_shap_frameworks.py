@@ -430,3 +430,23 @@ def test_keras_background_of_another_size_is_one_clear_error(twins):
     with pytest.raises(InputError, match=r"background= samples have shape \(8, 8, 3\)") as info:
         limelight.explain(keras_model, x, "shap-deep", background=small)
     assert len(str(info.value)) < 600  # no arrays printed in full
+
+
+# -- no stale base values (issue 12, item 3) ---------------------------------------------
+
+@pytest.mark.parametrize("method", ["shap-gradient", "shap-deep"])
+def test_base_values_follow_weights_changed_in_place(data, method):
+    """``predict(background)`` is not cached across calls: after the weights change in place,
+    a second call with the same background gets the new base values (and, for DeepSHAP,
+    completeness still holds)."""
+    x, bg = data
+    model = torch_cnn(nn.MaxPool2d(2))
+    before = limelight.explain(model, x, method, background=bg, targets=[1, 3])
+    with torch.no_grad():
+        model[-1].bias += 10
+        expected = model(torch.from_numpy(bg)).mean(0).numpy()[[1, 3]]
+    after = limelight.explain(model, x, method, background=bg, targets=[1, 3])
+    np.testing.assert_allclose(after.base_values.ravel(), expected, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(after.base_values, before.base_values + 10, rtol=1e-5, atol=1e-4)
+    if method == "shap-deep":
+        assert completeness_error(after) < 1e-4

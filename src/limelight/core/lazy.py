@@ -23,7 +23,7 @@ from typing import Any
 
 from .errors import FrameworkNotInstalledError
 
-__all__ = ["LazyModule", "import_triton_first"]
+__all__ = ["LazyModule", "import_triton_first", "require"]
 
 
 def import_triton_first() -> None:
@@ -42,12 +42,15 @@ def import_triton_first() -> None:
 
 class LazyModule:
     """A stand-in for a module that is imported when an attribute is first read;
-    ``before`` runs right before that import."""
+    ``before`` runs right before that import. ``package`` is the name the install hint
+    gives (the distribution, e.g. ``"Pillow"`` for ``PIL.Image``); default ``name``."""
 
-    def __init__(self, name: str, extra: str, before: Callable[[], None] | None = None) -> None:
+    def __init__(self, name: str, extra: str, before: Callable[[], None] | None = None,
+                 package: str | None = None) -> None:
         self._name = name
         self._extra = extra
         self._before = before
+        self._package = package
         self._module: ModuleType | None = None
 
     def _load(self) -> ModuleType:
@@ -57,7 +60,7 @@ class LazyModule:
             try:
                 self._module = importlib.import_module(self._name)
             except ImportError as exc:
-                raise FrameworkNotInstalledError(self._name, self._extra) from exc
+                raise FrameworkNotInstalledError(self._package or self._name, self._extra) from exc
         return self._module
 
     @property
@@ -71,3 +74,11 @@ class LazyModule:
     def __repr__(self) -> str:
         state = "loaded" if self.loaded else "not loaded"
         return f"<LazyModule {self._name!r} ({state})>"
+
+
+def require(name: str, extra: str, package: str | None = None) -> ModuleType:
+    """Import the optional module ``name`` now (e.g. ``require("scipy.ndimage", "eval",
+    "scipy")``), or raise :class:`FrameworkNotInstalledError` with the install hint for
+    ``extra``. Unlike a module-level :class:`LazyModule` it looks again on every call (an
+    import of a loaded module is a dictionary look-up)."""
+    return LazyModule(name, extra, package=package)._load()

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import ParameterError
+from ..core.lazy import require
 from ..core.model import Array, Model, batches
 from .metric import DEFAULT_BATCH_SIZE, Metric, on_device, on_host
 
@@ -120,6 +121,7 @@ class _ModelOutputs(Metric):
 
 def _box_blur(x: np.ndarray, radius: int) -> np.ndarray:
     """Mean over a (2r+1)² window with edge padding, per image and channel: ``(N, H, W, C)``."""
+    require("scipy.ndimage", "eval", "scipy")  # missing: FrameworkNotInstalledError, the install hint
     from scipy.ndimage import uniform_filter
 
     k = 2 * radius + 1
@@ -207,6 +209,7 @@ def noisy_linear_imputation(image: np.ndarray, removed: np.ndarray, noise: float
     solved for jointly so that each equals the weighted mean of its in-image neighbours
     (one sparse linear system shared by the channels), plus Gaussian noise of std ``noise``
     (canonical units). Known pixels are unchanged."""
+    require("scipy.sparse.linalg", "eval", "scipy")  # missing: FrameworkNotInstalledError, the install hint
     from scipy.sparse import coo_matrix, diags
     from scipy.sparse.linalg import spsolve
 
