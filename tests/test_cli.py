@@ -35,6 +35,17 @@ TINY = textwrap.dedent("""
 """)
 
 
+def assert_picture(path, min_side=100):
+    """A real PNG: Pillow decodes it, it has a sensible size and it is not one flat colour."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG", path
+        pixels = np.asarray(image.convert("RGB"))
+    assert min(pixels.shape[:2]) >= min_side, (path, pixels.shape)
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 16, path  # more than a few flat colours
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """``--model limelight_cli_tiny:make``: a small user-defined torch model."""
@@ -100,6 +111,7 @@ def test_unknown_command_fails_cleanly(capsys):
     assert exit_.value.code == 2 and "invalid choice" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, methods", [("torchvision:resnet18", "gradcam,shap"), ("keras:MobileNetV2", "gradcam,shap")])
 def test_explain_writes_pictures_values_and_summary(photo, tmp_path, capsys, model, methods):
     out = tmp_path / "out"
@@ -112,9 +124,17 @@ def test_explain_writes_pictures_values_and_summary(photo, tmp_path, capsys, mod
     with np.load(out / "values.npz") as values:
         assert values["gradcam"].shape == (1, 224, 224)
         assert values["shap"].shape == (1, 224, 224, 3)
+    assert set(summary) == {"model", "images", "files", "predictions", "targets", "layers", "algorithms", "methods", "seconds"}
+    assert summary["model"] == model and summary["images"] == [str(photo)] and summary["files"] == {str(photo): "photo"}
+    top = summary["predictions"][0]["class"]
+    assert summary["targets"] == {m: [top] for m in methods.split(",")}  # the predicted class by default
+    assert summary["layers"]["gradcam"] and set(summary["seconds"]) == set(methods.split(","))
+    with np.load(out / "values.npz") as values:
+        assert np.isfinite(values["gradcam"]).all() and values["gradcam"].min() >= 0  # Grad-CAM's ReLU
+        assert np.isfinite(values["shap"]).all() and np.abs(values["shap"]).max() > 0
     for method in methods.split(","):
-        assert (out / f"photo_{method}.png").stat().st_size > 5000
-    assert (out / "comparison.png").exists()
+        assert_picture(out / f"photo_{method}.png")
+    assert_picture(out / "comparison.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folder left
 
 
@@ -182,7 +202,9 @@ def test_same_stems_do_not_overwrite_each_other(tiny, tmp_path, capsys):
     png, jpg = save(tmp_path / "cat.png", 0), save(tmp_path / "cat.jpg", 1)
     code, _, lines = main(capsys, "explain", png, jpg, "--model", tiny, "--size", 32, "--out", tmp_path / "out")
     assert code == 0, lines
-    assert (tmp_path / "out" / "cat_png_gradcam.png").exists() and (tmp_path / "out" / "cat_jpg_gradcam.png").exists()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cat_jpg_gradcam.png", "cat_png_gradcam.png", "comparison.png", "summary.json", "values.npz"]
+    assert_picture(tmp_path / "out" / "cat_png_gradcam.png")
+    assert_picture(tmp_path / "out" / "cat_jpg_gradcam.png")
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["files"] == {str(png): "cat_png", str(jpg): "cat_jpg"}
     assert cli._unique_stems([tmp_path / "a" / "x.png", tmp_path / "b" / "x.png", tmp_path / "y.png"]) == ["x_png-1", "x_png-2", "y"]

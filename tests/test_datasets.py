@@ -38,4 +38,9 @@ def test_each_class_draws_its_shape(label, name):
 
 def test_generation_is_fast_enough_for_thousands():
     data = datasets.shapes(3000, seed=0)  # a few seconds at most; no timing asserted
-    assert len(data) == 3000
+    assert len(data) == 3000 and data.images.shape == (3000, 32, 32, 3) and data.masks.shape == (3000, 32, 32)
+    assert data.labels.shape == (3000,) and data.boxes.shape == (3000, 4)
+    assert data.masks.any(axis=(1, 2)).all() and data.distractor_masks.any(axis=(1, 2)).all()
+    counts = np.bincount(data.labels, minlength=len(datasets.CLASSES))
+    assert counts.min() > 600  # balanced in expectation: 750 each
+    assert data.images[data.masks].min() >= 0.55 and 0 <= data.images.min() and data.images.max() <= 1

@@ -13,6 +13,7 @@ def test_there_are_examples():
     assert "quickstart.py" in [p.name for p in EXAMPLES]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
 def test_example_runs_to_the_end(script, tmp_path):
     done = subprocess.run(

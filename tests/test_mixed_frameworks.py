@@ -45,6 +45,7 @@ def _available(*names: str) -> bool:
 
 
 @pytest.mark.skipif(not _available("keras", "tensorflow", "torch", "torchvision"), reason="needs both frameworks")
+@pytest.mark.slow
 def test_keras_then_torchvision_in_one_process_does_not_crash():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow", CUDA_VISIBLE_DEVICES="")
     done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600)

@@ -27,6 +27,19 @@ def explained():
     return data, cam, shap_exp
 
 
+def assert_picture(path, size=None):
+    """A real PNG: Pillow decodes it, at the figure's (height, width) when given, not one flat colour."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG", path
+        pixels = np.asarray(image.convert("RGB"))
+    if size is not None:
+        assert pixels.shape[:2] == size, (path, pixels.shape)
+    assert min(pixels.shape[:2]) >= 100, (path, pixels.shape)
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 16, path  # more than a few flat colours
+
+
 def test_overlay_blends_in_range():
     image = np.zeros((4, 4, 3), np.float32)
     heat = np.ones((4, 4), np.float32)
@@ -39,21 +52,28 @@ def test_overlay_blends_in_range():
 def test_explanation_plot_saves_png_and_pdf(explained, which, tmp_path):
     _, cam, shap_exp = explained
     fig = (cam if which == "cam" else shap_exp).plot(class_names=datasets.CLASSES)
+    exp = cam if which == "cam" else shap_exp
+    assert fig.axes[0].get_title().startswith(f"{exp.method}: {datasets.CLASSES[exp.targets[0]]}")
+    expected = tuple(round(v) for v in fig.get_size_inches()[::-1] * fig.dpi)
     for suffix in ("png", "pdf"):
         fig.savefig(tmp_path / f"f.{suffix}")
-        assert (tmp_path / f"f.{suffix}").stat().st_size > 3000
     plt.close(fig)
+    assert_picture(tmp_path / "f.png", expected)
+    pdf = (tmp_path / "f.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF") and b"/Image" in pdf
 
 
 def test_comparison_grid_has_a_row_per_image_and_a_column_per_explanation(explained, tmp_path):
     data, cam, shap_exp = explained
     fig = viz.comparison_grid({"Grad-CAM": cam, "SHAP": shap_exp}, class_names=datasets.CLASSES, masks=data.masks)
     assert len(fig.axes) == 3 * 3
+    expected = tuple(round(v) for v in fig.get_size_inches()[::-1] * fig.dpi)
     fig.savefig(tmp_path / "grid.png")
     plt.close(fig)
-    assert (tmp_path / "grid.png").stat().st_size > 10000
+    assert_picture(tmp_path / "grid.png", expected)
 
 
+@pytest.mark.slow
 def test_demo_command_writes_report(tmp_path):
     done = subprocess.run([sys.executable, "-m", "limelight.cli", "demo", "--out", str(tmp_path),
                            "--benchmark-images", "4"], capture_output=True, text=True, timeout=300)
@@ -63,7 +83,7 @@ def test_demo_command_writes_report(tmp_path):
     assert "Comparative analysis" in report and "randomisation" in report and "<table>" in report
     assert "4 more images × 1 draw" in report and "road-morf" in report and "shap-partition" in report
     assert "<p>Per method (rank among the methods" in report and "<b>gradcam</b>: strengths" in report
-    assert (tmp_path / "comparison.png").stat().st_size > 50000
+    assert_picture(tmp_path / "comparison.png")
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["predictions"] == summary["truth"]
     assert max(summary["max_abs_difference_torch_vs_keras"].values()) <= 1e-5

@@ -91,6 +91,7 @@ def test_subclassed_model(images):
     np.testing.assert_allclose(exp.values, ref, rtol=1e-5, atol=FLOAT32_CAM * np.abs(ref).max())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head_kind", ["sequential", "functional"])
 def test_nested_mobilenet_v2(head_kind):
     """A keras.applications base inside a classifier: the tf-keras-vis #71 'graph
@@ -123,7 +124,7 @@ def test_nested_mobilenet_v2(head_kind):
 
 @pytest.mark.parametrize(
     "factory, shape, layer",
-    [("ResNet50", (64, 64, 3), "conv5_block3_out"), ("MobileNetV2", (64, 64, 3), "out_relu")],
+    [pytest.param("ResNet50", (64, 64, 3), "conv5_block3_out", marks=pytest.mark.slow), ("MobileNetV2", (64, 64, 3), "out_relu")],
 )
 def test_keras_applications_default_layer(factory, shape, layer):
     model = getattr(keras.applications, factory)(weights=None, input_shape=shape, classes=10)

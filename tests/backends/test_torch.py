@@ -116,27 +116,32 @@ def test_inplace_relu_after_the_layer(resnet18):
     np.testing.assert_allclose(grads.gradients, bn2.grad.permute(0, 2, 3, 1).numpy(), rtol=1e-4, atol=1e-7)
 
 
-def test_model_unchanged_after_success_and_after_errors(resnet18):
-    resnet18.train()
-    resnet18.layer2.eval()  # a mixed state must come back exactly
-    resnet18.fc.weight.grad = torch.ones_like(resnet18.fc.weight)  # a pre-existing .grad stays
-    resnet18.conv1.weight.requires_grad_(False)
-    try:
-        before = snapshot(resnet18)
-        x = torch.randn(2, 3, 64, 64)
-        for method in limelight.explainers():
-            limelight.explain(resnet18, x, method=method, **quick_params(method, x[:1]))
-        assert_unchanged(resnet18, before)
-        with pytest.raises(TargetError):
-            limelight.explain(resnet18, x, targets=10)
-        assert_unchanged(resnet18, before)
-        with pytest.raises(LayerError):
-            limelight.explain(resnet18, x, layer="layer4.1.relu")  # runs twice per forward
-        assert_unchanged(resnet18, before)
-    finally:
-        resnet18.eval()
-        resnet18.fc.weight.grad = None
-        resnet18.conv1.weight.requires_grad_(True)
+def test_model_unchanged_after_success_and_after_errors():
+    # torchvision's ResNet with one BasicBlock per stage: the same in-place ReLU, BatchNorm and
+    # shared-ReLU structure as resnet18 at half the depth, run on 32x32 inputs
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    torch.manual_seed(0)
+    model = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=10)
+    model.train()
+    model.layer2.eval()  # a mixed state must come back exactly
+    model.fc.weight.grad = torch.ones_like(model.fc.weight)  # a pre-existing .grad stays
+    model.conv1.weight.requires_grad_(False)
+    before = snapshot(model)
+    assert before["training"]["layer1"] and not before["training"]["layer2.0.bn1"]
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    methods = limelight.explainers()
+    assert len(methods) >= 8 and {"gradcam", "shap-deep", "shap-gradient"} <= set(methods)
+    for method in methods:
+        exp = limelight.explain(model, x, method=method, **quick_params(method, x[:1]))
+        assert exp.method == method and np.isfinite(exp.values).all()
+    assert_unchanged(model, before)
+    with pytest.raises(TargetError):
+        limelight.explain(model, x, targets=10)
+    assert_unchanged(model, before)
+    with pytest.raises(LayerError):
+        limelight.explain(model, x, layer="layer4.0.relu")  # runs twice per forward
+    assert_unchanged(model, before)
 
 
 def test_model_unchanged_when_forward_raises():
@@ -171,17 +176,17 @@ def test_runs_in_model_dtype():
 
 
 @pytest.mark.parametrize(
-    "arch, layer",
-    [("vgg16", "avgpool"), ("resnet50", "layer4.2"), ("densenet121", "features.norm5"),
-     ("mobilenet_v3_small", "features.12.2")],
+    "arch, size, layer",  # the smallest inputs at which the last block still has more than one position
+    [("vgg16", 64, "avgpool"), ("resnet50", 40, "layer4.2"), ("densenet121", 64, "features.norm5"),
+     ("mobilenet_v3_small", 40, "features.12.2")],
 )
-def test_real_architectures_default_layer(arch, layer):
+def test_real_architectures_default_layer(arch, size, layer):
     torch.manual_seed(0)
     model = getattr(torchvision.models, arch)(weights=None, num_classes=10)
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, 3, size, size)
     exp = limelight.explain(model, x, method="gradcam")
     assert exp.params["layer"] == layer
-    assert exp.values.shape == (2, 64, 64) and exp.values.dtype == np.float32
+    assert exp.values.shape == (2, size, size) and exp.values.dtype == np.float32
     assert np.isfinite(exp.values).all() and exp.values.min() >= 0 and exp.values.max() <= 1
     assert exp.values.reshape(2, -1).max(axis=1).max() == pytest.approx(1.0)
     np.testing.assert_array_equal(exp.targets, model.eval()(x).argmax(1).numpy())
