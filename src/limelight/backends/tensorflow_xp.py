@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import builtins
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
@@ -392,19 +392,31 @@ def logical_not(x: Array, /) -> Array:
     return tf.logical_not(tf.cast(x, tf.bool))
 
 
-def add(x1: Any, x2: Any, /) -> Array:
-    a, b = _promote(x1, x2)
-    return a + b
+def _promoted(op: Callable[[Array, Array], Array], name: str) -> Callable[[Any, Any], Array]:
+    """The Array API binary function ``name``: ``op`` on both arguments promoted to one dtype."""
+
+    def function(x1: Any, x2: Any, /) -> Array:
+        a, b = _promote(x1, x2)
+        return op(a, b)
+
+    function.__name__ = function.__qualname__ = name
+    return function
 
 
-def subtract(x1: Any, x2: Any, /) -> Array:
-    a, b = _promote(x1, x2)
-    return a - b
-
-
-def multiply(x1: Any, x2: Any, /) -> Array:
-    a, b = _promote(x1, x2)
-    return a * b
+add = _promoted(tf.add, "add")
+subtract = _promoted(tf.subtract, "subtract")
+multiply = _promoted(tf.multiply, "multiply")
+floor_divide = _promoted(tf.math.floordiv, "floor_divide")
+remainder = _promoted(tf.math.floormod, "remainder")
+pow = _promoted(tf.pow, "pow")
+maximum = _promoted(tf.maximum, "maximum")
+minimum = _promoted(tf.minimum, "minimum")
+equal = _promoted(tf.equal, "equal")
+not_equal = _promoted(tf.not_equal, "not_equal")
+less = _promoted(tf.less, "less")
+less_equal = _promoted(tf.less_equal, "less_equal")
+greater = _promoted(tf.greater, "greater")
+greater_equal = _promoted(tf.greater_equal, "greater_equal")
 
 
 def divide(x1: Any, x2: Any, /) -> Array:
@@ -412,31 +424,6 @@ def divide(x1: Any, x2: Any, /) -> Array:
     if not (a.dtype.is_floating or a.dtype.is_complex):
         a, b = tf.cast(a, DEFAULT_FLOAT), tf.cast(b, DEFAULT_FLOAT)
     return a / b
-
-
-def floor_divide(x1: Any, x2: Any, /) -> Array:
-    a, b = _promote(x1, x2)
-    return tf.math.floordiv(a, b)
-
-
-def remainder(x1: Any, x2: Any, /) -> Array:
-    a, b = _promote(x1, x2)
-    return tf.math.floormod(a, b)
-
-
-def pow(x1: Any, x2: Any, /) -> Array:
-    a, b = _promote(x1, x2)
-    return tf.pow(a, b)
-
-
-def maximum(x1: Any, x2: Any, /) -> Array:
-    a, b = _promote(x1, x2)
-    return tf.maximum(a, b)
-
-
-def minimum(x1: Any, x2: Any, /) -> Array:
-    a, b = _promote(x1, x2)
-    return tf.minimum(a, b)
 
 
 def logaddexp(x1: Any, x2: Any, /) -> Array:
@@ -448,36 +435,6 @@ def logaddexp(x1: Any, x2: Any, /) -> Array:
 def atan2(x1: Any, x2: Any, /) -> Array:
     a, b = (_float(v) for v in _promote(x1, x2))
     return tf.math.atan2(a, b)
-
-
-def equal(x1: Any, x2: Any, /) -> Array:
-    a, b = _promote(x1, x2)
-    return tf.equal(a, b)
-
-
-def not_equal(x1: Any, x2: Any, /) -> Array:
-    a, b = _promote(x1, x2)
-    return tf.not_equal(a, b)
-
-
-def less(x1: Any, x2: Any, /) -> Array:
-    a, b = _promote(x1, x2)
-    return tf.less(a, b)
-
-
-def less_equal(x1: Any, x2: Any, /) -> Array:
-    a, b = _promote(x1, x2)
-    return tf.less_equal(a, b)
-
-
-def greater(x1: Any, x2: Any, /) -> Array:
-    a, b = _promote(x1, x2)
-    return tf.greater(a, b)
-
-
-def greater_equal(x1: Any, x2: Any, /) -> Array:
-    a, b = _promote(x1, x2)
-    return tf.greater_equal(a, b)
 
 
 def logical_and(x1: Any, x2: Any, /) -> Array:

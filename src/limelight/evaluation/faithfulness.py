@@ -121,8 +121,7 @@ class _ModelOutputs(Metric):
 
 def _box_blur(x: np.ndarray, radius: int) -> np.ndarray:
     """Mean over a (2r+1)² window with edge padding, per image and channel: ``(N, H, W, C)``."""
-    require("scipy.ndimage", "eval", "scipy")  # missing: FrameworkNotInstalledError, the install hint
-    from scipy.ndimage import uniform_filter
+    uniform_filter = require("scipy.ndimage", "eval", "scipy").uniform_filter  # missing: the install hint
 
     k = 2 * radius + 1
     return uniform_filter(x, size=(1, k, k, 1), mode="nearest").astype(x.dtype)
@@ -209,9 +208,9 @@ def noisy_linear_imputation(image: np.ndarray, removed: np.ndarray, noise: float
     solved for jointly so that each equals the weighted mean of its in-image neighbours
     (one sparse linear system shared by the channels), plus Gaussian noise of std ``noise``
     (canonical units). Known pixels are unchanged."""
-    require("scipy.sparse.linalg", "eval", "scipy")  # missing: FrameworkNotInstalledError, the install hint
-    from scipy.sparse import coo_matrix, diags
-    from scipy.sparse.linalg import spsolve
+    sparse = require("scipy.sparse", "eval", "scipy")  # missing: the install hint
+    coo_matrix, diags = sparse.coo_matrix, sparse.diags
+    spsolve = require("scipy.sparse.linalg", "eval", "scipy").spsolve
 
     h, w, c = image.shape
     flat_removed = np.asarray(removed, bool).ravel()
