@@ -39,6 +39,7 @@ __all__ = [
     "SupportsLayers",
     "SupportsDeepLift",
     "SupportsRandomize",
+    "SupportsActivationEdit",
     "PRECISIONS",
     "reinitialize",
     "batches",
@@ -159,16 +160,17 @@ class Model(abc.ABC):
         flat = xp.reshape(values, (values.shape[0], -1))
         return target + xp.reshape(onehot @ xp.astype(flat, target.dtype), target.shape)
 
-    def resize(self, maps: Array, size: tuple[int, int]) -> Array:
-        """Bilinear resize of ``(N, h, w)`` maps to ``size = (H, W)``, half-pixel centres
-        (cv2 ``INTER_LINEAR`` ≡ torch ``align_corners=False`` ≡ ``tf.image.resize``), as two
-        matrix products in the maps' dtype."""
+    def resize(self, maps: Array, size: tuple[int, int], *, align_corners: bool = False) -> Array:
+        """Bilinear resize of ``(N, h, w)`` maps to ``size = (H, W)``, as two matrix products
+        in the maps' dtype. Half-pixel centres by default (cv2 ``INTER_LINEAR`` ≡ torch
+        ``align_corners=False`` ≡ ``tf.image.resize``); ``align_corners=True`` maps corner to
+        corner (torch ``UpsamplingBilinear2d``)."""
         height, width = size
         if tuple(maps.shape[1:3]) == (height, width):
             return maps
         xp = self.xp
-        rows = self.asarray(bilinear_matrix(maps.shape[1], height), like=maps)
-        cols = self.asarray(bilinear_matrix(maps.shape[2], width).T, like=maps)
+        rows = self.asarray(bilinear_matrix(maps.shape[1], height, align_corners=align_corners), like=maps)
+        cols = self.asarray(bilinear_matrix(maps.shape[2], width, align_corners=align_corners).T, like=maps)
         return xp.matmul(xp.matmul(rows, maps), cols)
 
     @contextlib.contextmanager
@@ -239,6 +241,24 @@ class SupportsRandomize(Protocol):
     def randomized(self, layers: list[str], seed: int = 0) -> Model:
         """A new Model on a copy whose weights in ``layers`` are redrawn; the user's model
         is never touched."""
+        ...
+
+
+@runtime_checkable
+class SupportsActivationEdit(Protocol):
+    """Outputs of the model with a layer's activations replaced (Ablation-CAM)."""
+
+    def outputs_with(
+        self, x: Array, layer: str, activations: Array, *, batch_size: int | None = None
+    ) -> Array:
+        """Outputs ``(n·R, K)`` when ``layer``'s output is replaced by ``activations``.
+
+        ``x`` is ``(n, ...)`` canonical inputs; ``activations`` is ``(n·R, h, w, C)``
+        channels-last (the layer's own shape), ``R`` edited copies per sample, sample-major:
+        rows ``i·R ... (i+1)·R - 1`` belong to ``x[i]``. The network before ``layer`` needs to
+        run once per sample, not once per row; at most ``batch_size`` rows per framework
+        call. No gradients; the native model is left unmodified.
+        """
         ...
 
 

@@ -15,14 +15,20 @@ __all__ = ["bilinear_matrix", "resize_bilinear", "minmax_normalize", "displayabl
 NORMALIZE_RTOL = 1e-6
 
 
-def bilinear_matrix(size_in: int, size_out: int) -> np.ndarray:
-    """The ``(size_out, size_in)`` matrix of 1-D linear interpolation with half-pixel centres.
+def bilinear_matrix(size_in: int, size_out: int, *, align_corners: bool = False) -> np.ndarray:
+    """The ``(size_out, size_in)`` matrix of 1-D linear interpolation.
 
-    Output pixel ``i`` samples the input at ``(i + 0.5) * size_in / size_out - 0.5``, clamped
-    to the edges: the convention of cv2 ``INTER_LINEAR``, torch ``interpolate(...,
-    align_corners=False)`` and ``tf.image.resize(..., "bilinear")`` (all without antialiasing).
+    Half-pixel centres (default): output pixel ``i`` samples the input at
+    ``(i + 0.5) * size_in / size_out - 0.5``, clamped to the edges: the convention of cv2
+    ``INTER_LINEAR``, torch ``interpolate(..., align_corners=False)`` and
+    ``tf.image.resize(..., "bilinear")`` (all without antialiasing). ``align_corners=True``:
+    ``i * (size_in - 1) / (size_out - 1)``, torch ``UpsamplingBilinear2d``.
     """
-    src = (np.arange(size_out, dtype=np.float64) + 0.5) * (size_in / size_out) - 0.5
+    if align_corners:
+        scale = (size_in - 1) / (size_out - 1) if size_out > 1 else 0.0
+        src = np.arange(size_out, dtype=np.float64) * scale
+    else:
+        src = (np.arange(size_out, dtype=np.float64) + 0.5) * (size_in / size_out) - 0.5
     src = np.clip(src, 0.0, size_in - 1)
     lo = np.floor(src).astype(np.int64)
     hi = np.minimum(lo + 1, size_in - 1)
