@@ -19,8 +19,12 @@ TensorFlow backend, behind :class:`limelight.Model`.
 * Threads: the public methods that run or patch the model (``predict``, ``activations``,
   ``gradients``, ``default_layer``, ``deeplift_*``, ``randomized``) hold the model's lock
   (:func:`~limelight.core.cache.model_lock`), so concurrent explanations of one model take
-  turns: no thread sees another's patched ``call`` or a half-built compiled function. Calls
-  of the model outside limelight are not covered.
+  turns: no thread sees another's patched ``call`` or a half-built compiled function
+  (``outputs_with`` too). Calls of the model outside limelight are not covered.
+* ``outputs_with`` (Ablation-CAM) runs a compiled function in which the layer's ``call``
+  returns the edited activations; the layers before it run on one sample per call, its rows
+  broadcast against earlier tensors (``Add``), or, where that is wrong (detected once per
+  model and layer), on the input repeated for each row.
 * Errors of the model's call about shapes (a ``ValueError``, ``TypeError`` or
   ``InvalidArgumentError`` whose message mentions a shape, size, rank, dimension or
   channels: inputs of the wrong rank or size) become an
@@ -58,7 +62,7 @@ from ..core.errors import (
 from ..core.hookspecs import hookimpl
 from ..core.layers import pick_default_layer
 from ..core.lazy import LazyModule, import_triton_first
-from ..core.model import Array, Gradients, Model, batches, reinitialize
+from ..core.model import Array, Gradients, Model, batches, check_batch_size, reinitialize
 from ..core.targets import Target
 
 # import_triton_first: see limelight.core.lazy (triton after TensorFlow segfaults)
@@ -618,6 +622,122 @@ class KerasModel(Model):
         gradients = _cat(grads)
         return Gradients(_cat(outs), _cat(acts), gradients[:, 0] if target.single else gradients)
 
+    # -- edited activations (Ablation-CAM) ---------------------------------------------------
+    def _edit_fn(self, spec: Any, rows_spec: Any, path: str, layer: Any) -> Any:
+        """Compiled: the model's outputs when ``layer``'s output is replaced by ``rows``
+        (the layer's ``call`` returns them instead of its own output); both batch axes free,
+        so one function serves a batch of one sample (the prefix path) and a repeated one."""
+
+        def build(ref: weakref.ref[Any]) -> Any:
+            @tf.function(input_signature=[spec, rows_spec], autograph=False)
+            def edited(inputs: Any, rows: Any) -> Any:
+                captured: list[Any] = []
+
+                def replace(name: str, output: Any) -> Any:
+                    # Errors are raised after the forward, outside Keras's frames.
+                    captured.append(output)
+                    if len(captured) == 1 and tf.is_tensor(output) and _fits(output, rows):
+                        return tf.cast(rows, output.dtype)
+                    return output
+
+                with _tapped({path: layer}, replace):
+                    outputs = _call(_alive(ref), inputs)
+                _check_captured(path, captured)
+                if not _fits(captured[0], rows):
+                    expected = tuple(captured[0].shape[1:])
+                    raise InputError(
+                        f"activations for layer {path!r} have shape {_batch_shape(rows.shape)}, "
+                        f"but the layer outputs {_batch_shape((0, *expected))} per row (as "
+                        f"activations() returns it): pass (n·R, {', '.join(map(str, expected))})."
+                    )
+                return _check_outputs(outputs)
+
+            return edited
+
+        return self._compiled(("outputs with", path, spec, rows_spec), build)
+
+    @holding_model_lock
+    @_keeps_cause
+    def outputs_with(self, x: Array, layer: str, activations: Array, *, batch_size: int | None = None) -> Any:
+        """Outputs ``(n·R, K)`` with ``layer``'s output replaced by ``activations``
+        (``(n·R, h, w, C)``, ``R`` rows per sample, sample-major).
+
+        One compiled function runs the model with the layer's ``call`` returning the edited
+        rows. The "prefix" path feeds one sample per call with up to ``batch_size`` of its
+        rows: the layers before ``layer`` run once per call, and layers after it that combine
+        its output with earlier tensors (``Add`` in residual networks) broadcast batch 1
+        against the rows. Where that is wrong (``Concatenate`` with earlier tensors, reshapes
+        with a fixed batch), as found on the first call by an error, the wrong number of rows
+        or outputs that differ from the repeat path on two rows, the "repeat" path feeds each
+        row its sample (the input repeated); the choice is cached per model, layer and input
+        signature. One row per sample (or ``batch_size=1``) takes the repeat path.
+        """
+        x = self._tensor(x)
+        path, obj = self._layer(layer)
+        size = check_batch_size(batch_size)
+        n = len(x)
+        rows = activations if tf.is_tensor(activations) else tf.convert_to_tensor(np.asarray(activations))
+        if not rows.dtype.is_floating:
+            rows = tf.cast(rows, tf.float32)
+        if rows.shape.rank is None or rows.shape.rank < 2 or n == 0 or len(rows) == 0 or len(rows) % n:
+            raise InputError(
+                f"activations for layer {path!r} have shape {tuple(rows.shape)}; outputs_with takes "
+                f"(n·R, ...) rows in the layer's own channels-last shape, R edited copies for each "
+                f"of the n = {n} inputs (a multiple of {n} rows)."
+            )
+        rows = self._place(rows)
+        repeats = len(rows) // n
+        fn = self._edit_fn(_spec(x), _spec(rows), path, obj)
+        cache = model_cache(self.native)
+        key = ("activation edit", path, _spec(x))
+        if repeats == 1 or size == 1 or cache.get(key) == "repeat":
+            return self._repeat_outputs(fn, x, rows, repeats, size)
+        first = None
+        if key not in cache:
+            first = self._prefix_probe(fn, x, rows, repeats, size)
+            if first is None:  # remembered once the repeat path worked
+                outputs = self._repeat_outputs(fn, x, rows, repeats, size)
+                cache[key] = "repeat"
+                return outputs
+            cache[key] = "prefix"
+        parts = []
+        for i in range(n):
+            for chunk in batches(repeats, size):
+                if first is not None and i == 0 and chunk.start == 0:
+                    parts.append(first)
+                    continue
+                parts.append(fn(x[i : i + 1], rows[i * repeats + chunk.start : i * repeats + chunk.stop]))
+        return _cat(parts)
+
+    @staticmethod
+    def _repeat_outputs(fn: Any, x: Any, rows: Any, repeats: int, size: int | None) -> Any:
+        """The plain way: each chunk of rows runs the whole model on its samples repeated."""
+        parts = []
+        for b in batches(len(rows), size):
+            index = tf.range(b.start, b.stop) // repeats
+            parts.append(fn(tf.gather(x, index), rows if _whole(len(rows), b) else rows[b]))
+        return _cat(parts)
+
+    @staticmethod
+    def _prefix_probe(fn: Any, x: Any, rows: Any, repeats: int, size: int | None) -> Any:
+        """The outputs of the first chunk on the prefix path, or None when that path is wrong
+        for this model (see :meth:`outputs_with`)."""
+        count = min(repeats, size or repeats)
+        try:
+            out = fn(x[:1], rows[:count])
+        except LimelightError:
+            raise
+        except Exception:  # noqa: BLE001 - any failure: the model does not broadcast batch 1 against the rows
+            return None
+        if out.shape.rank != 2 or int(out.shape[0]) != count:
+            return None
+        check = fn(tf.repeat(x[:1], 2, axis=0), rows[:2])
+        scale = max(float(tf.reduce_max(tf.abs(check))), 1e-6)
+        tol = 1e-3 if rows.dtype in (tf.float32, tf.float64) else 5e-2
+        if float(tf.reduce_max(tf.abs(out[:2] - check))) > tol * scale:
+            return None
+        return out
+
     # -- DeepLIFT ----------------------------------------------------------------------------
     def _unsupported(self, x: Any) -> dict[str, int]:
         """Operations without a DeepLIFT rule in the traced forward graph (walked once per
@@ -660,6 +780,11 @@ class KerasModel(Model):
             pair = (x, references) if whole else (x[b], references[b])
             parts.append(fn(*pair, tuple(d if whole else d[b] for d in data)))
         return _cat(parts)
+
+
+def _fits(output: Any, rows: Any) -> bool:
+    """Whether edited ``rows`` have the per-row shape of the layer's ``output``."""
+    return bool(output.shape[1:].is_compatible_with(rows.shape[1:]))
 
 
 def _check_captured(path: str, captured: list[Any]) -> None:

@@ -19,8 +19,12 @@
 * Threads: the public methods that run or hook the model (``predict``, ``activations``,
   ``gradients``, ``default_layer``, ``deeplift_*``, ``randomized``) hold the model's lock
   (:func:`~limelight.core.cache.model_lock`), so concurrent explanations of one model take
-  turns and see no one else's hooks or training flags. Calls of the model outside limelight
-  are not covered.
+  turns and see no one else's hooks or training flags (``outputs_with`` too). Calls of the
+  model outside limelight are not covered.
+* ``outputs_with`` (Ablation-CAM) replaces a layer's output through a forward hook; the
+  network before the layer runs at batch 1 once per sample and chunk of edited rows, the
+  rows broadcast against earlier tensors (residual additions), or, for models where that is
+  wrong (detected once per model and layer), on the input repeated for each row.
 * Errors of the model's forward about shapes (a ``RuntimeError``, ``ValueError`` or
   ``TypeError`` whose message mentions a shape, size, dimension or channels: inputs of the
   wrong rank or size) become an :class:`~limelight.core.errors.InputError` naming the shape
@@ -36,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -49,7 +54,7 @@ from ..core.explanation import owned
 from ..core.hookspecs import hookimpl
 from ..core.layers import pick_default_layer
 from ..core.lazy import LazyModule
-from ..core.model import Array, Gradients, Model, batches, reinitialize, unknown_layer
+from ..core.model import Array, Gradients, Model, batches, check_batch_size, reinitialize, unknown_layer
 from ..core.targets import Target
 
 if TYPE_CHECKING:
@@ -174,6 +179,100 @@ def _copy_to_host(a: Any, ready: Any) -> np.ndarray:
     stream.synchronize()
     return owned(pinned.numpy())
 
+
+def _version(t: Any) -> int | None:
+    """The in-place version counter of a tensor (None: not a tensor, or an inference tensor
+    without one)."""
+    if not isinstance(t, torch.Tensor):
+        return None
+    try:
+        return int(t._version)
+    except RuntimeError:
+        return None
+
+
+class _PrefixMemo:
+    """Runs the modules that finish before ``layer`` starts only once per sample.
+
+    ``recording()`` wraps the first forward of a sample: hooks note each module's output and
+    whether all of its work ended before the layer began. ``replaying()`` wraps the next
+    forwards of the same sample: the outermost such modules (called once, not shared) return a
+    copy of their recorded output instead of running (their ``forward`` is shadowed by an
+    instance attribute for the duration only). The outputs are the same numbers; only the
+    repeated work of the network before the layer goes.
+    """
+
+    def __init__(self, root: Any, layer: Any) -> None:
+        self.root, self.layer = root, layer
+        self.saved: dict[str, tuple[Any, Any]] = {}
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[None]:
+        started: list[bool] = []
+        outputs: dict[str, list[Any]] = {}
+        late: set[str] = set()
+        paths = Counter(id(m) for _, m in self.root.named_modules(remove_duplicate=False))
+        modules = {name: m for name, m in self.root.named_modules() if name and paths[id(m)] == 1}
+
+        def pre(name: str) -> Any:
+            def hook(mod: Any, args: Any) -> None:
+                if mod is self.layer:
+                    started.append(True)
+                elif started:
+                    late.add(name)
+
+            return hook
+
+        def post(name: str) -> Any:
+            def hook(mod: Any, args: Any, output: Any) -> None:
+                version = _version(output)
+                if started or version is None:
+                    late.add(name)
+                else:
+                    outputs.setdefault(name, []).append((output, version))
+
+            return hook
+
+        with contextlib.ExitStack() as stack:
+            stack.callback(self.layer.register_forward_pre_hook(pre("")).remove)
+            for name, mod in modules.items():
+                if mod is not self.layer:
+                    stack.callback(mod.register_forward_pre_hook(pre(name)).remove)
+                    stack.callback(mod.register_forward_hook(post(name)).remove)
+            yield
+        # an output changed in place after it was returned (ReLU(inplace=True), ``+=``) is not
+        # what the module returned: that module runs every time
+        done = {
+            name
+            for name, outs in outputs.items()
+            if name not in late and len(outs) == 1 and _version(outs[0][0]) == outs[0][1]
+        }
+        self.saved = {
+            name: (modules[name], outputs[name][0][0])
+            for name in done
+            if not any(".".join(name.split(".")[:k]) in done for k in range(1, name.count(".") + 1))
+        }
+
+    @contextlib.contextmanager
+    def replaying(self) -> Iterator[None]:
+        patched: list[Any] = []
+        try:
+            for module, output in self.saved.values():
+                if "forward" in vars(module):
+                    continue  # a forward of its own already: leave it alone
+
+                def forward(*args: Any, __out: Any = output, **kwargs: Any) -> Any:
+                    return __out.clone()  # in-place operations downstream never reach the record
+
+                try:
+                    object.__setattr__(module, "forward", forward)
+                except (AttributeError, TypeError, RuntimeError):  # TorchScript modules
+                    continue
+                patched.append(module)
+            yield
+        finally:
+            for module in patched:
+                object.__delattr__(module, "forward")
 
 class TorchModel(Model):
     """A ``torch.nn.Module`` taking NCHW (or ``(N, D)``) tensors and returning ``(N, K)``.
@@ -555,6 +654,161 @@ class TorchModel(Model):
                 )
             grads.append(_nhwc(grad))
         return out.detach(), _nhwc(activation.detach()), torch.stack(grads, dim=1)
+
+    # -- edited activations (Ablation-CAM) ---------------------------------------------------
+    @holding_model_lock
+    def outputs_with(
+        self, x: Array, layer: str, activations: Array, *, batch_size: int | None = None
+    ) -> torch_types.Tensor:
+        """Outputs ``(n·R, K)`` with ``layer``'s output replaced by ``activations``
+        (``(n·R, h, w, C)`` channels-last, ``R`` rows per sample, sample-major).
+
+        A forward hook on the layer's module replaces its output with the edited rows. The
+        "prefix" path feeds one sample (batch 1) per call and the hook returns up to
+        ``batch_size`` of its rows: the network before the layer runs once per call, and
+        operations after it that mix the layer's output with tensors computed before it
+        (residual additions) broadcast batch 1 against the rows, as a repeated input would.
+        Models for which that is wrong (concatenations with earlier tensors, reshapes with a
+        batch size taken before the layer) are detected on the first call, by an error, an
+        output with the wrong number of rows, or outputs that differ from the "repeat" path on
+        two rows; they take the repeat path (the input repeated for each row, the hook
+        replacing the output), and the choice is remembered per model, layer and input shape.
+        One row per sample (or ``batch_size=1``) takes the repeat path too.
+        """
+        name, module = self._module(layer)
+        size = check_batch_size(batch_size)
+        n = len(x)
+        edited = self._edited_rows(activations, n, name)
+        repeats = len(edited) // n
+        cache = model_cache(self.native)
+        key = ("activation edit", name, id(module), tuple(x.shape[1:]))
+        with self._eval_mode(), torch.no_grad():
+            if repeats == 1 or size == 1 or cache.get(key) == "repeat":
+                return self._repeat_outputs(x, edited, repeats, size, name, module)
+            first = None
+            memos = [_PrefixMemo(self.native, module) for _ in range(n)]
+            if key not in cache:
+                first = self._prefix_probe(x, edited, repeats, size, name, module, memos[0])
+                if first is None:  # remembered once the repeat path worked
+                    outputs = self._repeat_outputs(x, edited, repeats, size, name, module)
+                    cache[key] = "repeat"
+                    return outputs
+                cache[key] = "prefix"
+            parts = []
+            for i in range(n):
+                memo = memos[i]
+                for chunk in batches(repeats, size):
+                    rows = slice(i * repeats + chunk.start, i * repeats + chunk.stop)
+                    if i == 0 and chunk.start == 0 and first is not None:
+                        out = first
+                    elif chunk.start == 0:  # the network before the layer runs here, and only here
+                        with memo.recording():
+                            out = self._edited_forward(x[i : i + 1], edited[rows], name, module)
+                    else:
+                        with memo.replaying():
+                            out = self._edited_forward(x[i : i + 1], edited[rows], name, module)
+                    parts.append(out)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _edited_rows(self, activations: Array, n: int, name: str) -> torch_types.Tensor:
+        """``activations`` (channels-last) checked for their row count -> the NCHW view."""
+        if not isinstance(activations, torch.Tensor):
+            activations = torch.as_tensor(np.asarray(activations))
+        if activations.ndim < 2 or n == 0 or len(activations) == 0 or len(activations) % n:
+            raise InputError(
+                f"activations for layer {name!r} have shape {tuple(activations.shape)}; outputs_with "
+                f"takes (n·R, ...) rows in the layer's own channels-last shape, R edited copies for "
+                f"each of the n = {n} inputs (a multiple of {n} rows)."
+            )
+        return _nchw(activations.detach())
+
+    def _repeat_outputs(
+        self, x: Array, edited: Any, repeats: int, size: int | None, name: str, module: Any
+    ) -> torch_types.Tensor:
+        """The plain way: each chunk of rows runs the whole model on its samples repeated."""
+        parts = []
+        for rows in batches(len(edited), size):
+            index = torch.arange(rows.start, rows.stop, device=x.device) // repeats
+            parts.append(self._edited_forward(x.index_select(0, index), edited[rows], name, module))
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _prefix_probe(
+        self, x: Array, edited: Any, repeats: int, size: int | None, name: str, module: Any, memo: _PrefixMemo
+    ) -> torch_types.Tensor | None:
+        """The outputs of the first chunk on the prefix path, or None when that path is wrong
+        for this model: the forward fails, returns the wrong number of rows, or differs from
+        the repeat path on the chunk's first two rows."""
+        rows = min(repeats, size or repeats)
+        try:
+            with memo.recording():
+                out = self._edited_forward(x[:1], edited[:rows], name, module, probe=True)
+        except LimelightError:
+            raise
+        except Exception:  # noqa: BLE001 - any failure: the model does not broadcast batch 1 against the rows
+            return None
+        if out is None:
+            return None
+        check = self._edited_forward(x[:1].expand(2, *x.shape[1:]), edited[:2], name, module)
+        tol = 1e-3 if out.dtype in (torch.float32, torch.float64) else 5e-2
+        scale = float(check.abs().max()) if check.numel() else 0.0
+        if not torch.allclose(out[:2].to(check.dtype), check, rtol=tol, atol=tol * max(scale, 1e-6)):
+            return None
+        return out
+
+    def _edited_forward(self, x: Array, rows: Any, name: str, module: Any, *, probe: bool = False) -> Any:
+        """One forward of canonical ``x`` with ``module``'s output replaced by ``rows`` (NCHW);
+        outputs ``(len(rows), K)``. With ``probe``, errors other than limelight's propagate raw
+        and outputs of the wrong shape give None."""
+        ran: list[bool] = []
+
+        def hook(mod: Any, args: Any, output: Any) -> Any:
+            if ran:
+                raise LayerError(
+                    f"layer {name!r} runs more than once per forward (a reused module); pick a "
+                    "layer that runs once."
+                )
+            ran.append(True)
+            if not isinstance(output, torch.Tensor):
+                raise LayerError(
+                    f"layer {name!r} outputs a {type(output).__name__}, not a tensor; pick a "
+                    "layer with a single tensor output."
+                )
+            if tuple(rows.shape[1:]) != tuple(output.shape[1:]):
+                expected = tuple(_nhwc(output[:1]).shape[1:])
+                raise InputError(
+                    f"activations for layer {name!r} have shape {tuple(_nhwc(rows).shape)}, but "
+                    f"the layer outputs {_batch_shape((0, *expected))} per row (channels-last, as "
+                    f"activations() returns it): pass (n·R, {', '.join(map(str, expected))})."
+                )
+            channels_last = output.ndim == 4 and not output.is_contiguous()
+            if channels_last and output.is_contiguous(memory_format=torch.channels_last):
+                memory_format = torch.channels_last
+            else:
+                memory_format = torch.contiguous_format
+            # a copy: in-place operations after the layer never reach the caller's array
+            return rows.to(device=output.device, dtype=output.dtype, memory_format=memory_format, copy=True)
+
+        fed = self._to_native(x)
+        handle = module.register_forward_hook(hook)
+        try:
+            if probe:
+                out = self.native(fed)
+            else:
+                with self._forward_errors(fed):
+                    out = self.native(fed)
+        finally:
+            handle.remove()
+        if not ran:
+            raise LayerError(f"layer {name!r} did not run in the forward pass; pick another layer.")
+        if probe and (not isinstance(out, torch.Tensor) or out.ndim != 2 or len(out) != len(rows)):
+            return None
+        out = self._check_outputs(out)
+        if len(out) != len(rows):
+            raise InputError(
+                f"the model returned {len(out)} rows for {len(rows)} edited activations of layer "
+                f"{name!r}; outputs_with needs a model whose outputs follow the layer's batch axis."
+            )
+        return out
 
     # -- randomised copies -------------------------------------------------------------------
     def parameter_layers(self) -> list[str]:
