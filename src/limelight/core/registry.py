@@ -36,6 +36,7 @@ BUILTIN_PLUGINS = (
     "limelight.backends.tensorflow",
     "limelight.plugins.cam",
     "limelight.plugins.shap",
+    "limelight.plugins.gradient_free",
     "limelight.zoo.torch",
     "limelight.zoo.keras",
     "limelight.zoo.specs",

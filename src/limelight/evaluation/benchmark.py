@@ -15,13 +15,15 @@ __all__ = ["method_params", "reading", "report", "run"]
 
 
 def method_params(method: str, background: Any) -> dict[str, Any]:
-    """Settings that keep the benchmark quick; SHAP methods get the background."""
+    """Settings that keep the benchmark quick; SHAP methods get the background, RISE 500 masks."""
     if method in ("shap", "shap-gradient"):
         return {"background": background, "nsamples": 32, "seed": 0}
     if method == "shap-deep":
         return {"background": background}
     if method == "shap-partition":
         return {"max_evals": 100, "mask": 0.0}
+    if method == "rise":
+        return {"n_masks": 500, "seed": 0}
     return {}
 
 

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import abc
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 from ..core.errors import LayerError
 from ..core.explainer import Explainer
 from ..core.explanation import Explanation
 from ..core.hookspecs import hookimpl
-from ..core.model import Array, SupportsGradients, SupportsLayers
+from ..core.model import Array, Model, SupportsGradients, SupportsLayers
 from ..core.ops import minmax_normalize
 from ..core.targets import Target
 
@@ -42,7 +42,34 @@ __all__ = [
     "EigenCAM",
     "EigenGradCAM",
     "principal_projection",
+    "postprocess",
+    "not_spatial",
 ]
+
+
+def postprocess(model: Model, maps: Array, x: Array, *, relu: bool, upsample: bool, normalize: bool) -> Array:
+    """The family's post-processing of raw ``(N, h, w)`` maps for inputs ``x``: ReLU,
+    bilinear upsampling to ``x``'s ``(H, W)`` with half-pixel centres, per-map min-max."""
+    xp = model.xp
+    if relu:
+        maps = xp.clip(maps, min=0.0)
+    if upsample and x.ndim == 4:
+        maps = model.resize(maps, (int(x.shape[1]), int(x.shape[2])))
+    if normalize:
+        maps = minmax_normalize(maps, xp)
+    return maps
+
+
+def not_spatial(method: str, model: SupportsLayers, layer: str, shape: tuple[int, ...], x: Array) -> LayerError:
+    """The error for a layer whose activations (``shape``, batch first) are not ``(h, w, C)``."""
+    try:
+        hint = f", such as the default {model.default_layer(x)!r}"
+    except LayerError:
+        hint = "; this model has none"
+    return LayerError(
+        f"layer {layer!r} outputs shape {shape[1:]} per sample, which is not spatial; "
+        f"{method} needs a layer with an (h, w, channels) output{hint}."
+    )
 
 
 class CAMExplainer(Explainer):
@@ -54,42 +81,34 @@ class CAMExplainer(Explainer):
     """
 
     defaults = MappingProxyType({"layer": None, "relu": True, "upsample": True, "normalize": True})
-    requires = (SupportsGradients, SupportsLayers)
+    requires: ClassVar[tuple[type, ...]] = (SupportsGradients, SupportsLayers)
 
     @abc.abstractmethod
     def cam(self, activations: Array, gradients: Array) -> Array:
-        """The raw map ``(N, h, w)`` from activations and gradients ``(N, h, w, C)``."""
+        """The raw map ``(N, h, w)`` from activations and gradients ``(N, h, w, C)``
+        (gradients None for methods that take none)."""
 
     def explain(self, x: Array, target: Target) -> Explanation:
         model, xp = self.model, self.xp
-        assert isinstance(model, SupportsLayers) and isinstance(model, SupportsGradients)
+        assert isinstance(model, SupportsLayers)
         layer = self.params["layer"]
         layer = model.default_layer(x) if layer is None else model.resolve_layer(layer)
-        grads = model.gradients(x, target, layer, batch_size=self.batch_size)
-        activations = grads.activations
+        activations, gradients, outputs = self.layer_arrays(x, target, layer)
         if activations.ndim != 4:
-            raise self._not_spatial(layer, tuple(activations.shape), x)
+            raise not_spatial(self.name, model, layer, tuple(activations.shape), x)
         maps = self.cam(
-            xp.astype(activations, xp.float32, copy=False), xp.astype(grads.gradients, xp.float32, copy=False)
+            xp.astype(activations, xp.float32, copy=False),
+            None if gradients is None else xp.astype(gradients, xp.float32, copy=False),
         )
-        if self.params["relu"]:
-            maps = xp.clip(maps, min=0.0)
-        if self.params["upsample"] and x.ndim == 4:
-            maps = model.resize(maps, (int(x.shape[1]), int(x.shape[2])))
-        if self.params["normalize"]:
-            maps = minmax_normalize(maps, xp)
-        return self.result(x, maps, self.classes(target, grads.outputs), grads.outputs, layer=layer)
+        maps = postprocess(model, maps, x, **{k: self.params[k] for k in ("relu", "upsample", "normalize")})
+        return self.result(x, maps, self.classes(target, outputs), outputs, layer=layer)
 
-    def _not_spatial(self, layer: str, shape: tuple[int, ...], x: Array) -> LayerError:
-        assert isinstance(self.model, SupportsLayers)
-        try:
-            hint = f", such as the default {self.model.default_layer(x)!r}"
-        except LayerError:
-            hint = "; this model has none"
-        return LayerError(
-            f"layer {layer!r} outputs shape {shape[1:]} per sample, which is not spatial; "
-            f"{self.name} needs a layer with an (h, w, channels) output{hint}."
-        )
+    def layer_arrays(self, x: Array, target: Target, layer: str) -> tuple[Array, Array | None, Array]:
+        """The layer's activations, the target's gradients there and the outputs."""
+        assert isinstance(self.model, SupportsGradients)
+        grads = self.model.gradients(x, target, layer, batch_size=self.batch_size)
+        return grads.activations, grads.gradients, grads.outputs
+
 
 
 class _WeightedCAM(CAMExplainer):
@@ -189,11 +208,18 @@ def principal_projection(xp: Any, features: Array) -> Array:
 
 class EigenCAM(CAMExplainer):
     """Eigen-CAM (Muhammad & Yeasin 2020): ``L = A · v₁``, the projection of the centred
-    activations on their first principal component. Class-agnostic."""
+    activations on their first principal component. Class-agnostic: needs activations and
+    outputs, no gradients (so it runs on gradient-free backends such as ONNX Runtime)."""
 
     name = "eigencam"
+    requires = (SupportsLayers,)
 
-    def cam(self, activations: Array, gradients: Array) -> Array:
+    def layer_arrays(self, x: Array, target: Target, layer: str) -> tuple[Array, Array | None, Array]:
+        assert isinstance(self.model, SupportsLayers)
+        activations = self.model.activations(x, layer, batch_size=self.batch_size)
+        return activations, None, self.model.predict(x, batch_size=self.batch_size)
+
+    def cam(self, activations: Array, gradients: Array | None) -> Array:
         return principal_projection(self.xp, activations)
 
 

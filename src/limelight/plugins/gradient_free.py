@@ -1,0 +1,382 @@
+"""Gradient-free saliency: Score-CAM, Ablation-CAM and RISE, written once against
+:class:`limelight.Model` and its ``xp``.
+
+They need no gradients, only extra forward passes, so they run on host-only backends too:
+
+* ``scorecam`` needs :class:`~limelight.core.model.SupportsLayers` (activations);
+* ``ablationcam`` also needs :class:`~limelight.core.model.SupportsActivationEdit` (outputs
+  with a layer's activations replaced);
+* ``rise`` needs nothing beyond :meth:`Model.predict`.
+
+Every extra pass is cut in batches of ``batch_size`` rows (``explain(..., batch_size=)``,
+default :data:`BATCH_SIZE`), built on the model's device a batch at a time, so peak memory
+grows with ``batch_size``, not with the number of channels or masks. ``progress`` (None or a
+callable ``progress(done, total)``) is called after each batch with the rows fed so far.
+
+Score-CAM and Ablation-CAM post-process like the Grad-CAM family (``relu``, ``upsample``,
+``normalize``, see :mod:`limelight.plugins.cam`) and agree with pytorch-grad-cam's
+``ScoreCAM`` and ``AblationCAM`` after normalisation. RISE maps are at input resolution
+already (``relu``, ``normalize`` only).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..core.errors import InputError, ParameterError
+from ..core.explainer import Explainer
+from ..core.explanation import Explanation
+from ..core.hookspecs import hookimpl
+from ..core.model import Array, SupportsActivationEdit, SupportsLayers, batches
+from ..core.targets import Target
+from .cam import not_spatial, postprocess
+
+__all__ = ["ScoreCAM", "AblationCAM", "RISE", "BATCH_SIZE", "ABLATION_OFFSET", "rise_grids", "mirror_bilinear_matrix"]
+
+#: Rows per extra framework call when ``batch_size`` is not given.
+BATCH_SIZE = 32
+
+#: Ablation-CAM's ablation value for layers whose activations are not zero somewhere:
+#: ``min(A) - ABLATION_OFFSET`` (pytorch-grad-cam's ``ABLATION_VALUE``).
+ABLATION_OFFSET = 1e7
+
+
+def _progress(callback: Any) -> Callable[[int, int], None]:
+    """``progress`` checked: None (a no-op) or a callable."""
+    if callback is None:
+        return lambda done, total: None
+    if not callable(callback):
+        raise ParameterError(f"progress must be None or a callable progress(done, total), got {callback!r}.")
+    return callback
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ParameterError(f"{name} must be a positive int, got {value!r}.")
+    return int(value)
+
+
+class _ExtraPasses(Explainer):
+    """What the three share: batching, progress, scoring a target on extra passes."""
+
+    multi_target = False
+
+    def size(self) -> int:
+        """Rows per extra framework call: ``explain(..., batch_size=)``, else :data:`BATCH_SIZE`."""
+        return self.batch_size or BATCH_SIZE
+
+    def scores(self, target: Target, outputs: Array, rows: np.ndarray) -> Array:
+        """The fixed ``target``'s scores ``(B,)`` of ``outputs`` ``(B, K)``, whose row ``j``
+        belongs to sample ``rows[j]``."""
+        data = [self.model.asarray(d[rows], like=outputs) for d in target.data()]
+        return target.scores(self.xp, outputs, *data)[:, 0]
+
+    def postprocess(self, maps: Array, x: Array, *, upsample: bool) -> Array:
+        """ReLU, upsampling to the input's (H, W) with half-pixel centres, min-max: each as
+        the ``relu``/``upsample``/``normalize`` params say (the Grad-CAM family's steps)."""
+        return postprocess(
+            self.model, maps, x, relu=self.params["relu"], upsample=upsample, normalize=self.params["normalize"]
+        )
+
+    def result_params(self) -> dict[str, Any]:
+        """What the explanation records beyond the params: a progress callback is not a
+        setting of the result (and does not pickle), so it is recorded as None."""
+        return {"progress": None}
+
+
+class _LayerCAM(_ExtraPasses):
+    """A map ``Σ_c w[n, c] · A[n, ..., c]`` of a layer's activations, with weights from
+    extra forward passes."""
+
+    defaults = MappingProxyType(
+        {"layer": None, "relu": True, "upsample": True, "normalize": True, "progress": None}
+    )
+    requires: ClassVar[tuple[type, ...]] = (SupportsLayers,)
+
+    def layer_activations(self, x: Array) -> tuple[str, Array]:
+        """The resolved layer and its activations ``(N, h, w, C)`` (a LayerError when they
+        are not spatial)."""
+        model = self.model
+        assert isinstance(model, SupportsLayers)
+        layer = self.params["layer"]
+        layer = model.default_layer(x) if layer is None else model.resolve_layer(layer)
+        activations = model.activations(x, layer, batch_size=self.size())
+        if activations.ndim != 4:
+            raise not_spatial(self.name, model, layer, tuple(activations.shape), x)
+        return layer, activations
+
+    def finish(
+        self, x: Array, activations: Array, weights: Array, classes: np.ndarray, outputs: Array, layer: str
+    ) -> Explanation:
+        """``Σ_c w_c A_c`` post-processed and packaged."""
+        xp = self.xp
+        acts = xp.astype(activations, xp.float32)
+        maps = xp.sum(acts * xp.astype(weights, xp.float32)[:, None, None, :], axis=-1)
+        maps = self.postprocess(maps, x, upsample=self.params["upsample"])
+        return self.result(x, maps, classes[:, 0], outputs, layer=layer, **self.result_params())
+
+
+class ScoreCAM(_LayerCAM):
+    """Score-CAM (Wang et al. 2020): channels weighted by the scores of the inputs they mask.
+
+    Each activation channel, upsampled and min-max scaled, masks the input; the masked
+    input's score weighs the channel:
+    ``M_c = (up(A_c) - min up(A_c)) / (max up(A_c) - min up(A_c) + 1e-8)`` (``up``:
+    bilinear with ``align_corners=True``), ``s_c = y(x ⊙ M_c)`` (the target's raw score, e.g.
+    the class logit), ``w = softmax_c(s)``, ``L = Σ_c w_c · A_c``.
+
+    As pytorch-grad-cam's ``ScoreCAM``: no baseline score is subtracted (the paper's
+    ``y(x ⊙ M_c) - y(x_b)``; softmax does not change under a shift). A channel that is
+    constant over the map gives an all-zero mask (``A - min = 0``): the zero input is scored
+    once, not once per such channel. Masked inputs are built ``batch_size`` at a time on the
+    device.
+
+    >>> limelight.explain(model, x, "scorecam", layer="layer4", batch_size=64)   # doctest: +SKIP
+    """
+
+    name = "scorecam"
+
+    def explain(self, x: Array, target: Target) -> Explanation:
+        model, xp = self.model, self.xp
+        progress = _progress(self.params["progress"])
+        if x.ndim != 4:
+            raise InputError(f"{self.name} masks images (N, H, W, C); got inputs of shape {tuple(x.shape)}.")
+        size = self.size()
+        outputs = model.predict(x, batch_size=size)
+        target, classes = self.fix_target(target, outputs)
+        layer, activations = self.layer_activations(x)
+        acts = xp.astype(activations, xp.float32)
+        n, _, _, channels = (int(s) for s in acts.shape)
+        height, width = int(x.shape[1]), int(x.shape[2])
+        constant_d = xp.max(acts, axis=(1, 2)) == xp.min(acts, axis=(1, 2))  # (n, C)
+        constant = np.asarray(model.to_numpy(constant_d), bool)  # tiny control values
+        scores = xp.zeros((n * channels,), dtype=xp.float32, device=x.device)
+        if constant.any():  # x ⊙ 0: the same zero input for every such channel
+            zero_out = model.predict(xp.zeros_like(x[:1]))
+            zero = self.scores(target, xp.tile(zero_out, (n, 1)), np.arange(n))
+            zero = xp.astype(zero, xp.float32)[:, None] * xp.astype(constant_d, xp.float32)
+            scores = scores + xp.reshape(zero, (-1,))
+        rows, chans = np.nonzero(~constant)  # sample-major
+        flat_acts = xp.reshape(xp.permute_dims(acts, (0, 3, 1, 2)), (n * channels, *acts.shape[1:3]))
+        total = len(rows)
+        for part in batches(total, size):
+            r, index = rows[part], model.asarray(rows[part] * channels + chans[part])
+            up = model.resize(xp.take(flat_acts, index, axis=0), (height, width), align_corners=True)
+            low = xp.min(up, axis=(1, 2), keepdims=True)
+            high = xp.max(up, axis=(1, 2), keepdims=True)
+            masks = (up - low) / (high - low + 1e-8)
+            masked = xp.take(x, model.asarray(r), axis=0) * xp.astype(masks, x.dtype)[..., None]
+            s = self.scores(target, model.predict(masked), r)
+            scores = model.index_add(scores, index, xp.astype(s, xp.float32))
+            progress(part.stop, total)
+        scores = xp.reshape(scores, (n, channels))
+        shifted = xp.exp(scores - xp.max(scores, axis=1, keepdims=True))
+        weights = shifted / xp.sum(shifted, axis=1, keepdims=True)
+        return self.finish(x, activations, weights, classes, outputs, layer)
+
+
+class AblationCAM(_LayerCAM):
+    """Ablation-CAM (Desai & Ramaswamy 2020): channels weighted by the score's drop without them.
+
+    The relative drop of the score when one channel of the layer is ablated weighs it:
+    ``w_c = (y - y_c) / y``, ``y`` the target's score, ``y_c`` its score with channel ``c``
+    of the layer's activations set to the ablation value, ``L = Σ_c w_c · A_c``.
+
+    The ablation value follows pytorch-grad-cam's ``AblationLayer``: 0 when the sample's
+    activations have minimum 0 (e.g. after a ReLU), else ``min(A) - 1e7``. Differences:
+    pytorch-grad-cam takes that minimum over its whole ablation batch after the earlier rows
+    were ablated, so row ``j`` of a batch gets ``min(A) - (j + 1)·1e7`` and the result depends
+    on its ``batch_size``; limelight uses ``min(A) - 1e7`` for every channel (the rule as
+    its comment states it). Where ``y = 0`` the drop is divided by 1 instead (pytorch-grad-cam
+    gives inf/NaN). A channel already equal to the ablation value everywhere (a dead ReLU
+    channel) is not run: its weight is 0, and its ``A_c`` contributes 0 to the map either way.
+
+    Edited activation rows are built on the device, ``batch_size`` rows (one sample, one
+    channel ablated each) per :meth:`~limelight.core.model.SupportsActivationEdit.outputs_with`
+    call.
+
+    >>> limelight.explain(model, x, "ablationcam", layer="layer4", batch_size=64)   # doctest: +SKIP
+    """
+
+    name = "ablationcam"
+    requires = (SupportsLayers, SupportsActivationEdit)
+
+    def explain(self, x: Array, target: Target) -> Explanation:
+        model, xp = self.model, self.xp
+        assert isinstance(model, SupportsActivationEdit)
+        progress = _progress(self.params["progress"])
+        size = self.size()
+        outputs = model.predict(x, batch_size=size)
+        target, classes = self.fix_target(target, outputs)
+        n = int(x.shape[0])
+        original = xp.astype(self.scores(target, outputs, np.arange(n)), xp.float32)  # (n,)
+        layer, acts = self.layer_activations(x)
+        channels = int(acts.shape[3])
+        low = xp.min(acts, axis=(1, 2, 3))
+        value = xp.where(low == 0, xp.zeros_like(low), low - ABLATION_OFFSET)  # (n,), acts' dtype
+        inert_d = xp.all(acts == value[:, None, None, None], axis=(1, 2))  # ablating changes nothing
+        inert = np.asarray(model.to_numpy(inert_d), bool)  # tiny control values
+        ablated = xp.reshape(original[:, None] * xp.astype(inert_d, xp.float32), (-1,))
+        channel_ids = model.asarray(np.arange(channels, dtype=np.int64))
+        total, done = int((~inert).sum()), 0
+        for i in range(n):
+            (todo,) = np.nonzero(~inert[i])
+            for part in batches(len(todo), size):
+                c = todo[part]
+                hit = model.asarray(c)[:, None] == channel_ids[None, :]  # (R, C) one-hot, on the device
+                rows = xp.where(hit[:, None, None, :], value[i], acts[i : i + 1])  # (R, h, w, C)
+                out = model.outputs_with(x[i : i + 1], layer, rows, batch_size=size)
+                s = self.scores(target, out, np.full(len(c), i))
+                ablated = model.index_add(ablated, model.asarray(i * channels + c), xp.astype(s, xp.float32))
+                done += len(c)
+                progress(done, total)
+        denominator = xp.where(original == 0, xp.ones_like(original), original)[:, None]
+        weights = (original[:, None] - xp.reshape(ablated, (n, channels))) / denominator
+        return self.finish(x, acts, weights, classes, outputs, layer)
+
+
+def mirror_bilinear_matrix(size_in: int, size_out: int) -> np.ndarray:
+    """The ``(size_out, size_in)`` matrix of 1-D linear interpolation with half-pixel centres
+    and mirrored borders (``d c b | a b c d``, NumPy's ``pad(mode="reflect")``), as
+    ``skimage.transform.resize(..., order=1, mode="reflect", anti_aliasing=False)`` upsamples
+    RISE's grids in the authors' implementation. (Clamped borders, as in :meth:`Model.resize`,
+    would differ within half a cell of the edges.)"""
+    src = (np.arange(size_out, dtype=np.float64) + 0.5) * (size_in / size_out) - 0.5
+    if size_in == 1:
+        return np.ones((size_out, 1))
+    period = 2 * (size_in - 1)
+    src = np.abs(np.mod(src, period))
+    src = np.where(src > size_in - 1, period - src, src)
+    lo = np.minimum(np.floor(src).astype(np.int64), size_in - 2)
+    frac = src - lo
+    matrix = np.zeros((size_out, size_in), dtype=np.float64)
+    rows = np.arange(size_out)
+    np.add.at(matrix, (rows, lo), 1.0 - frac)
+    np.add.at(matrix, (rows, lo + 1), frac)
+    return matrix
+
+
+def rise_grids(
+    n_masks: int, grid: int, p: float, size: tuple[int, int], seed: int
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """RISE's random draws, on the host, in a fixed order: the binary ``(n_masks, s, s)``
+    grids (``rng.random(...) < p``), then the ``(n_masks, 2)`` shifts (row, column), each in
+    ``[0, cell)``, from ``numpy.random.default_rng(seed)``; also the cell size
+    ``ceil((H, W) / s)``."""
+    cell = (math.ceil(size[0] / grid), math.ceil(size[1] / grid))
+    rng = np.random.default_rng(seed)
+    grids = rng.random((n_masks, grid, grid)) < p
+    shifts = rng.integers(0, cell, size=(n_masks, 2))
+    return grids, shifts, cell
+
+
+class RISE(_ExtraPasses):
+    """RISE (Petsiuk et al. 2018): per pixel, the mean score of random masks that keep it.
+
+    ``S = Σ_i y(x ⊙ M_i) · M_i / (N · p)``: ``N`` masks, each a binary ``s × s`` grid whose
+    cells are kept with probability ``p``, upsampled bilinearly (half-pixel centres, mirrored
+    borders: :func:`mirror_bilinear_matrix`) to ``(s + 1) · cell`` with ``cell = ceil(H / s)`` and cropped to ``H × W`` at a random shift in
+    ``[0, cell)`` (as the authors' implementation, eclique/RISE). ``y`` is the target's
+    softmax probability (``scores="probability"``, as the paper) or its raw output
+    (``scores="logit"``; use it when the model outputs probabilities already).
+
+    Draws come from ``numpy.random.default_rng(seed)`` on the host (see :func:`rise_grids`),
+    all before any pass, so the result does not depend on ``batch_size``; a None ``seed`` is
+    drawn and recorded in ``params``. Masks are built on the device ``batch_size`` at a time.
+    Post-processing: ``relu`` (default off: with a constant shift of the scores the map
+    shifts by a constant, so its sign carries no meaning) and ``normalize`` (min-max).
+
+    >>> limelight.explain(model, x, "rise", n_masks=2000, seed=0, batch_size=100)   # doctest: +SKIP
+    """
+
+    name = "rise"
+    requires = ()
+    defaults = MappingProxyType(
+        {
+            "n_masks": 4000,
+            "grid": 7,
+            "p": 0.5,
+            "seed": None,
+            "scores": "probability",
+            "relu": False,
+            "normalize": True,
+            "progress": None,
+        }
+    )
+
+    def _checked(self) -> tuple[int, int, float, int]:
+        params = self.params
+        n_masks = _positive_int("n_masks", params["n_masks"])
+        grid = _positive_int("grid", params["grid"])
+        p = params["p"]
+        if isinstance(p, bool) or not isinstance(p, int | float | np.floating) or not 0 < p <= 1:
+            raise ParameterError(f"p must be a probability in (0, 1], got {p!r}.")
+        if params["scores"] not in ("probability", "logit"):
+            raise ParameterError(f"scores must be 'probability' or 'logit', got {params['scores']!r}.")
+        seed = params["seed"]
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
+        elif isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            raise ParameterError(f"seed must be None or a non-negative int, got {seed!r}.")
+        return n_masks, grid, float(p), int(seed)
+
+    def _masks(self, grids: np.ndarray, shifts: np.ndarray, up_rows: Array, up_cols: Array,
+               size: tuple[int, int], like: Array) -> Array:
+        """Masks ``(B, H, W)`` on the device: ``rows_i @ grid_i @ cols_i``, where ``rows_i``
+        are the rows ``shift .. shift + H`` of the upsampling matrix (crop = row selection)."""
+        model, xp = self.model, self.xp
+        b, s = int(grids.shape[0]), int(grids.shape[1])
+        height, width = size
+        ri = model.asarray((shifts[:, :1] + np.arange(height)).reshape(-1))
+        ci = model.asarray((shifts[:, 1:] + np.arange(width)).reshape(-1))
+        rows = xp.reshape(xp.take(up_rows, ri, axis=0), (b, height, s))
+        cols = xp.permute_dims(xp.reshape(xp.take(up_cols, ci, axis=0), (b, width, s)), (0, 2, 1))
+        g = model.asarray(grids.astype(np.float32), like=like)
+        return xp.matmul(xp.matmul(rows, g), cols)
+
+    def explain(self, x: Array, target: Target) -> Explanation:
+        model, xp = self.model, self.xp
+        progress = _progress(self.params["progress"])
+        if x.ndim != 4:
+            raise InputError(f"{self.name} masks images (N, H, W, C); got inputs of shape {tuple(x.shape)}.")
+        n_masks, grid, p, seed = self._checked()
+        size = self.size()
+        outputs = model.predict(x, batch_size=size)
+        target, classes = self.fix_target(target, outputs)
+        n, height, width = int(x.shape[0]), int(x.shape[1]), int(x.shape[2])
+        grids, shifts, cell = rise_grids(n_masks, grid, p, (height, width), seed)
+        f32 = xp.zeros((1,), dtype=xp.float32, device=x.device)
+        up_rows = model.asarray(mirror_bilinear_matrix(grid, (grid + 1) * cell[0]), like=f32)
+        up_cols = model.asarray(mirror_bilinear_matrix(grid, (grid + 1) * cell[1]), like=f32)
+        saliency = xp.zeros((n, height * width), dtype=xp.float64, device=x.device)
+        total, done = n * n_masks, 0
+        for part in batches(n_masks, size):
+            masks = self._masks(grids[part], shifts[part], up_rows, up_cols, (height, width), f32)
+            flat = xp.astype(xp.reshape(masks, (int(masks.shape[0]), height * width)), xp.float64)
+            keep = xp.astype(masks, x.dtype)[..., None]
+            per_sample = []
+            for i in range(n):
+                out = model.predict(x[i : i + 1] * keep)
+                if self.params["scores"] == "probability":
+                    out = xp.astype(out, xp.float64)
+                    out = xp.exp(out - xp.max(out, axis=1, keepdims=True))
+                    out = out / xp.sum(out, axis=1, keepdims=True)
+                per_sample.append(xp.astype(self.scores(target, out, np.full(int(masks.shape[0]), i)), xp.float64))
+                done += int(masks.shape[0])
+                progress(done, total)
+            saliency = saliency + xp.matmul(xp.stack(per_sample), flat)
+        maps = xp.reshape(saliency / (n_masks * p), (n, height, width))
+        maps = self.postprocess(xp.astype(maps, xp.float32), x, upsample=False)
+        return self.result(x, maps, classes[:, 0], outputs, **{**self.result_params(), "seed": seed})
+
+
+@hookimpl(trylast=True)
+def limelight_register_explainers(register: Any) -> None:
+    """Register Score-CAM, Ablation-CAM and RISE."""
+    for cls in (ScoreCAM, AblationCAM, RISE):
+        register(cls)
