@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-shot GPU evidence for a machine with a CUDA GPU: both benchmarks with --device cuda,
+# One-shot GPU evidence for a machine with a CUDA GPU: the benchmarks with --device cuda,
 # then the CUDA test module (tests/test_cuda.py).
 #
 #   bash benchmarks/gpu.sh [WHEEL_DIR]
@@ -35,5 +35,6 @@ EOF
 status=0
 "$PY" benchmarks/bench_gradcam.py --device cuda --only torch 2>&1 | tee "$LOG/bench_gradcam.md" || status=1
 "$PY" benchmarks/bench_shap.py --device cuda 2>&1 | tee "$LOG/bench_shap.md" || status=1
+"$PY" benchmarks/bench_gradient_free.py --device cuda --batch 16 2>&1 | tee "$LOG/bench_gradient_free.md" || status=1
 "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py 2>&1 | tee "$LOG/test_cuda.txt" || status=1
 exit $status

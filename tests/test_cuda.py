@@ -279,3 +279,16 @@ def test_shap_gradient_matches_the_cpu(resnet18):
     totals_gpu, totals_cpu = on_gpu.values.reshape(2, -1).sum(1), on_cpu.values.reshape(2, -1).sum(1)
     np.testing.assert_allclose(totals_gpu, totals_cpu, rtol=0, atol=1e-2 * np.abs(totals_cpu).max())
     np.testing.assert_allclose(on_gpu.base_values, on_cpu.base_values, rtol=1e-4, atol=1e-5)
+
+
+# -- gradient-free CAMs ----------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["scorecam", "ablationcam", "rise"])
+def test_gradient_free_methods_match_the_cpu(small_cnn, method):
+    """Score-CAM, Ablation-CAM and RISE on the GPU (TF32 off) equal the CPU copy's maps: the
+    masked / ablated batches are built on the device, the model sees at most batch_size rows."""
+    x = _images(3, 16, 10)
+    params: dict[str, Any] = {"targets": [0, 1, 2], "batch_size": 7, "precision": "highest"}
+    if method == "rise":
+        params.update(n_masks=64, seed=0)
+    on_cpu, on_gpu = _both(small_cnn, x, method, **params)
+    np.testing.assert_allclose(on_gpu.values, on_cpu.values, rtol=0, atol=1e-4)
