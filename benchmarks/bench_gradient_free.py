@@ -4,10 +4,11 @@
                                              [--repeats 3] [--methods scorecam ablationcam]
 
 torchvision ResNet-18 (weights=None, seeded), layer4, explicit target classes. For each method:
-limelight and pytorch-grad-cam (when installed) with the same ``batch_size`` (masked inputs /
-ablated copies per forward), time ÷ one no-grad forward of the batch, repeats interleaved,
+limelight (also with the opt-in ``TorchModel(model, memory_format=torch.channels_last)``, which
+feeds the model NHWC inputs) and pytorch-grad-cam (when installed) with the same ``batch_size``
+(masked inputs / ablated copies per forward), time ÷ one no-grad forward of the batch, repeats interleaved,
 medians; then each candidate once more in a fresh subprocess for its peak memory (RSS growth
-on the CPU, ``torch.cuda.max_memory_allocated`` on CUDA), and the max abs difference between
+on the CPU (VmHWM), ``torch.cuda.max_memory_allocated`` on CUDA), and the max abs difference between
 the two maps. Ratios only mean something within one run.
 """
 
@@ -21,6 +22,7 @@ import sys
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TQDM_DISABLE", "1")  # pytorch-grad-cam's progress bars
 sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np
@@ -45,10 +47,16 @@ def setup(batch: int, size: int, device: str) -> tuple[Any, Any, list[int]]:
 
 def candidates(model: Any, x: Any, targets: list[int], method: str, batch_size: int) -> dict[str, Any]:
     """name -> a call returning (N, H, W) maps in [0, 1] as NumPy."""
+    from limelight.backends.torch import TorchModel
+
+    channels_last = TorchModel(model, memory_format=torch.channels_last)  # inputs fed NHWC; weights untouched
     out = {
         f"limelight {method}": lambda: limelight.explain(
             model, x, method, targets=targets, layer=LAYER, batch_size=batch_size
-        ).values
+        ).values,
+        f"limelight {method}, channels_last opt-in": lambda: limelight.explain(
+            channels_last, x, method, targets=targets, layer=LAYER, batch_size=batch_size
+        ).values,
     }
     try:
         import pytorch_grad_cam
@@ -71,9 +79,17 @@ def peak(args: argparse.Namespace, method: str, name: str) -> float:
     return float(json.loads(result.stdout.strip().splitlines()[-1])["mib"])
 
 
-def peak_child(args: argparse.Namespace) -> None:
-    import resource
+def _high_water_mib() -> float:
+    """This process's peak resident memory (VmHWM). Not ``ru_maxrss``: Linux carries that
+    over from the parent across exec, so a child started by a big parent reads the parent's."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
+
+def peak_child(args: argparse.Namespace) -> None:
     method, name = args.peak_of
     model, x, targets = setup(args.batch, args.size, args.device)
     fn = candidates(model, x, targets, method, args.batch_size)[name]
@@ -87,9 +103,9 @@ def peak_child(args: argparse.Namespace) -> None:
     else:
         with torch.no_grad():
             model(x)  # allocator warm, so the baseline includes one forward's buffers
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        before = _high_water_mib()
         fn()
-        mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        mib = _high_water_mib() - before
     print(json.dumps({"mib": mib}))
 
 

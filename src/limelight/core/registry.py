@@ -12,12 +12,13 @@ installed plugin's backend takes precedence). Environment variables:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
 import os
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,6 +192,32 @@ class Registry:
                 + close_matches(name, names)
                 + f" Registered methods: {', '.join(names)}."
             ) from None
+
+    @contextlib.contextmanager
+    def temporarily(self, *explainers: type[Explainer], owner: str) -> Iterator[None]:
+        """Register ``explainers`` (recorded as from ``owner``) for the duration of the block,
+        as if a plugin had; a name another class holds is a ``ValueError``. The table is as
+        before afterwards (for tests: :func:`limelight.testing.registered`)."""
+        from .explainer import Explainer
+
+        self.pm  # noqa: B018 - load the plugins first
+        with self._lock:
+            for cls in explainers:
+                if not (isinstance(cls, type) and issubclass(cls, Explainer) and isinstance(getattr(cls, "name", None), str)):
+                    raise TypeError(f"expected Explainer subclasses with a string name, got {cls!r}")
+                taken = self._explainers.get(cls.name)
+                if taken is not None and taken[0] is not cls:
+                    raise ValueError(f"explainer name {cls.name!r} is already registered by {taken[1]!r}")
+            added = [cls for cls in explainers if cls.name not in self._explainers]
+            for cls in added:
+                self._explainers[cls.name] = (cls, owner)
+        try:
+            yield
+        finally:
+            with self._lock:
+                for cls in added:
+                    if self._explainers.get(cls.name, (None, None))[0] is cls:
+                        del self._explainers[cls.name]
 
     def explainers(self) -> dict[str, type[Explainer]]:
         """Every registered explainer by name."""
