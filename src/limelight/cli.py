@@ -58,6 +58,8 @@ def _explain(args: argparse.Namespace) -> int:
     from .core.api import explain
     from .zoo.specs import load_model
 
+    if _streams(args):
+        return _explain_stream(args)
     # the optional packages the command needs, before any work (one line naming the extra)
     tqdm = require("tqdm", "viz").tqdm
     require("PIL.Image", "viz", "Pillow")  # before matplotlib, which needs it too
@@ -115,6 +117,87 @@ def _explain(args: argparse.Namespace) -> int:
         (stage / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"wrote {len(results)} method(s) x {len(images)} image(s) to {out}")
     return 0
+
+
+def _streams(args: argparse.Namespace) -> bool:
+    """``--out X.zarr`` (or ``--ray``): stream into a results store instead of writing PNGs."""
+    return str(args.out).rstrip("/\\").lower().endswith(".zarr") or args.ray is not None
+
+
+def _load_native(spec: str, weights: str | None) -> Any:
+    """The model ``spec`` names (a picklable model factory for ``--ray``: each worker loads it)."""
+    from .zoo.specs import load_model
+
+    return load_model(spec, weights).model
+
+
+def _explain_stream(args: argparse.Namespace) -> int:
+    """``--out X.zarr``: stream the images through :func:`limelight.explain_dataset` (or
+    :func:`limelight.ray.explain_on_ray` with ``--ray``) into a Zarr results store, a batch
+    at a time, resumable with ``--resume``. Prints the run's summary; exit 1 when some
+    images failed (they are recorded in the store), 130 when interrupted."""
+    import functools
+
+    from . import io
+    from .streaming.run import explain_dataset
+    from .streaming.sources import NATIVE, image_paths
+    from .streaming.store import _completed, _open_group
+    from .zoo.specs import load_model
+
+    require("PIL.Image", "viz", "Pillow")
+    out = pathlib.Path(args.out)
+    if not str(out).rstrip("/\\").lower().endswith(".zarr"):
+        raise InputError(f"--ray writes a Zarr results store: give --out a path ending in .zarr, not {out}")
+    methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    if len(methods) != 1:
+        raise InputError(f"a .zarr results store holds one method; got {len(methods)} ({args.method}): run once per method")
+    name, params = _method(methods[0])
+    registry.explainer(name)  # an unknown method fails before any work
+    paths = image_paths(args.images, args.recursive)
+    loaded = load_model(args.model, args.weights)
+    size: Any = args.size or loaded.input_size
+    if loaded.preprocess is not None and size is None:
+        size = NATIVE  # the preprocessing sizes each image itself (torchvision)
+    if args.layer is not None:
+        params["layer"] = args.layer
+    if _needs_background(name):
+        rows = int(args.background) if args.background and args.background.isdigit() else BACKGROUND_ROWS
+        first = []  # the blurred-copies background comes from the first images that load
+        for path in paths:
+            with contextlib.suppress(LimelightError):
+                first.append(io.load_image(path))
+            if len(first) >= max(rows, 1):
+                break
+        if not first:
+            raise InputError("no image loads, so there is no background to make from them")
+        params["background"] = _feed(loaded, _background(args.background, first, args.recursive), args.size)
+    targets = _target(args.target, loaded.class_names)
+    try:
+        if args.ray is not None:
+            try:
+                from .ray import explain_on_ray
+            except ImportError as exc:
+                raise InputError(f"--ray needs limelight.ray and Ray: pip install 'limelight[ray]' ({exc})") from None
+            run = explain_on_ray(
+                functools.partial(_load_native, args.model, args.weights), paths, name, out=out,
+                batch_size=args.batch_size, address=None if args.ray == "local" else args.ray,
+                num_workers=args.num_workers, num_gpus_per_worker=args.num_gpus_per_worker,
+                preprocess=loaded.preprocess, resume=args.resume, fail_fast=args.fail_fast,
+                progress=False if args.quiet else None, size=size, targets=targets, **params,
+            )
+        else:
+            run = explain_dataset(
+                loaded.model, paths, name, out=out, batch_size=args.batch_size, resume=args.resume,
+                fail_fast=args.fail_fast, progress=False if args.quiet else None,
+                preprocess=loaded.preprocess, size=size, targets=targets, **params,
+            )
+    except KeyboardInterrupt:
+        done = _completed(_open_group(out, "r")) if out.exists() else 0
+        print(f"limelight: interrupted; {done} image(s) are complete in {out}: rerun with --resume to go on",
+              file=sys.stderr)
+        return 130
+    print(run.summary())
+    return 1 if run.failures else 0
 
 
 def _check_writable(out: pathlib.Path) -> None:
@@ -309,7 +392,15 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--layer", default=None, help="layer for CAM methods (default: the last spatial layer)")
     ex.add_argument("--background", default=None, metavar="DIR|N", help=f"SHAP background: a folder or glob of images, or N blurred copies of the inputs (default {BACKGROUND_ROWS})")
     ex.add_argument("--size", type=int, default=None, help="resize inputs to SIZE x SIZE (default: the model's input size, else 224)")
-    ex.add_argument("--out", default="limelight-out", help="output folder")
+    ex.add_argument("--out", default="limelight-out", help="output folder (PNGs, values, summary), or a path ending in .zarr: "
+                    "stream the images a batch at a time into a Zarr results store (limelight.open_results reads it)")
+    ex.add_argument("--batch-size", type=int, default=32, help=".zarr: images per batch and per store chunk (default 32)")
+    ex.add_argument("--resume", action="store_true", help=".zarr: continue the run already in --out from its last complete batch")
+    ex.add_argument("--fail-fast", action="store_true", help=".zarr: stop at the first image that fails (default: record it and go on)")
+    ex.add_argument("--quiet", "-q", action="store_true", help=".zarr: no progress bar (the summary is still printed)")
+    ex.add_argument("--ray", default=None, metavar="ADDRESS|auto|local", help="run on a Ray cluster (auto: the running one; local: start one) into --out X.zarr")
+    ex.add_argument("--num-workers", type=int, default=2, help="--ray: workers, each holding a model (default 2)")
+    ex.add_argument("--num-gpus-per-worker", type=float, default=0, help="--ray: GPUs per worker (default 0)")
     ex.set_defaults(run=_explain)
     bench = sub.add_parser("benchmark", parents=[common], help="every explainer x every metric on the shapes dataset, both frameworks")
     bench.add_argument("--images", type=int, default=48, help="images per draw and framework (default 48)")
