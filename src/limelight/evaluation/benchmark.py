@@ -3,13 +3,16 @@ dataset, for the demo model in PyTorch and in Keras, with a short reading of the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import datasets
-from .table import BASELINES, Evaluation, evaluate
+from .table import BASELINES, Evaluation
+
+if TYPE_CHECKING:
+    from ..streaming.evaluate import DatasetEvaluation
 
 __all__ = ["method_params", "reading", "report", "run"]
 
@@ -28,13 +31,18 @@ def method_params(method: str, background: Any) -> dict[str, Any]:
 
 
 def run(n_images: int = 48, seed: int = 21, frameworks: Sequence[str] = ("PyTorch", "Keras"),
-        methods: Sequence[str] | None = None, seeds: int = 3) -> dict[str, Evaluation]:
+        methods: Sequence[str] | None = None, seeds: int = 3, n_boot: int = 1000) -> dict[str, DatasetEvaluation]:
     """Evaluate the demo model on ``seeds`` draws of ``n_images`` shapes images (dataset seeds
-    ``seed``, ``seed + 1``, ...; the k-th draw's sanity checks use redraw seed k) in each
-    framework; the draws are pooled."""
+    ``seed``, ``seed + 1``, ...) in each framework, each draw streamed through
+    :func:`~limelight.streaming.evaluate.evaluate_dataset`; the draws' per-image scores are
+    pooled, so each cell's mean, standard error and bootstrap CI are over all
+    ``seeds × n_images`` images. Draw ``k`` seeds its random baseline and its sanity checks'
+    redraw with ``k`` (one redraw per draw: the randomisation rows average ``seeds``
+    different randomised networks, as before)."""
     from ..core.api import explainers
     from ..core.registry import registry
     from ..demo import models
+    from ..streaming.evaluate import DatasetEvaluation, evaluate_dataset
 
     methods = list(methods or explainers())
     results = {}
@@ -43,15 +51,17 @@ def run(n_images: int = 48, seed: int = 21, frameworks: Sequence[str] = ("PyTorc
         for k in range(seeds):
             data = datasets.shapes(n_images, seed=seed + k)
             background = feed(datasets.shapes(16, seed=seed + 100 + k).images)
-            runs.append(evaluate(
-                model, feed(data.images), methods, list(registry.metrics()), masks=data.masks,
-                method_params={m: method_params(m, background) for m in methods}, sanity=True, seed=k, repeats=1,
+            ids = [f"draw{k}/{i}" for i in range(n_images)]
+            runs.append(evaluate_dataset(
+                model, [(feed(data.images), ids, data.masks)], methods, list(registry.metrics()),
+                batch_size=n_images, method_params={m: method_params(m, background) for m in methods},
+                sanity=True, seed=k, repeats=1, n_boot=n_boot, progress=False,
             ))
-        results[framework] = Evaluation.concatenate(runs)
+        results[framework] = DatasetEvaluation.concatenate(runs)
     return results
 
 
-def reading(evaluation: Evaluation) -> str:
+def reading(evaluation: Evaluation | DatasetEvaluation) -> str:
     """A few sentences on strengths and limitations, drawn from the numbers."""
     table = evaluation.table()
     methods = [m for m in table if m not in BASELINES]
@@ -117,8 +127,10 @@ def _per_method(table: dict[str, dict[str, float]], higher: dict[str, bool], met
     return lines
 
 
-def report(results: dict[str, Evaluation]) -> str:
-    """Markdown: one table per framework, then the reading of the first."""
+def report(results: Mapping[str, Evaluation | DatasetEvaluation]) -> str:
+    """Markdown: one table per framework (``mean [95% bootstrap CI]`` over the pooled images
+    for a :class:`~limelight.streaming.evaluate.DatasetEvaluation`), then the reading of the
+    first."""
     parts = []
     for framework, evaluation in results.items():
         parts += [f"### {framework}", "", evaluation.to_markdown(), ""]
