@@ -243,3 +243,26 @@ def test_import_limelight_does_not_import_ray():
 
     code = "import sys, limelight; assert 'ray' not in sys.modules and 'limelight.ray' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+@pytest.mark.slow
+def test_cli_ray_writes_the_store_of_the_local_run(cluster, tmp_path, capsys):
+    """``limelight explain DIR --out X.zarr --ray auto`` (joining this module's cluster) writes
+    the store the run without ``--ray`` writes; each actor builds the model from the spec."""
+    from tests.test_cli import main, save
+
+    folder = tmp_path / "imgs"
+    for i in range(6):
+        save(folder / f"{i}.png", seed=i)
+    common = ["explain", folder, "--model", f"{__name__}:make_torch", "--method", "gradcam",
+              "--batch-size", 4, "--size", SIZE]
+    code, _, errors = main(capsys, *common, "--out", tmp_path / "local.zarr")
+    assert code == 0 and not errors
+    code, summary, errors = main(capsys, *common, "--out", tmp_path / "ray.zarr", "--ray", "auto", "--num-workers", 2)
+    assert code == 0 and not errors and "6 images" in summary
+    local, on_ray = limelight.open_results(tmp_path / "local.zarr"), limelight.open_results(tmp_path / "ray.zarr")
+    assert len(local) == len(on_ray) == 6
+    assert list(np.asarray(on_ray.ids)) == list(np.asarray(local.ids))
+    for name in ("values", "targets", "outputs"):
+        np.testing.assert_allclose(np.asarray(getattr(on_ray, name)), np.asarray(getattr(local, name)),
+                                   atol=1e-6, rtol=0, err_msg=name)
