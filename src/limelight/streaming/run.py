@@ -178,6 +178,62 @@ def _prefetch(batches: Iterator[Batch], stop: threading.Event, depth: int = 1) -
                 thread.join(0.05)
 
 
+# -- writing behind --------------------------------------------------------------------------
+class _Writer:
+    """Writes finished batches to the store on a background thread, one batch behind, so the
+    store's compression and I/O overlap with explaining the next batch; ``on_batch`` is called
+    after each write, in order. A write error is raised at the next :meth:`submit` or at
+    :meth:`close`; :meth:`close` waits until every submitted batch is written (a batch that
+    was explained is kept even when the run stops on an error)."""
+
+    def __init__(self, store: ResultStore | None, out: Any, on_batch: Callable[[Batch, BatchResult], None] | None):
+        self.store, self.out, self.on_batch = store, out, on_batch
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._work, name="limelight-store-writer", daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is _END:
+                return
+            if self.error is not None:
+                continue  # drain: nothing after a failed write is written
+            row, batch, done = item
+            try:
+                if self.store is not None:
+                    self._write(row, batch, done)
+                if self.on_batch is not None:
+                    self.on_batch(batch, done)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                self.error = exc
+
+    def _write(self, row: int, batch: Batch, done: BatchResult) -> None:
+        assert self.store is not None
+        try:
+            self.store.write(row, done)
+        except LimelightError:
+            raise
+        except Exception as exc:
+            raise LimelightError(f"writing rows {row}..{row + len(batch) - 1} to {self.out} failed: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def submit(self, row: int, batch: Batch, done: BatchResult) -> None:
+        self._raise()
+        self.queue.put((row, batch, done))
+
+    def close(self) -> None:
+        self.queue.put(_END)
+        self.thread.join()
+        self._raise()
+
+
 # -- explaining one batch --------------------------------------------------------------------
 class _Explain:
     def __init__(self, wrapped: Any, method: str, targets: Any, params: dict[str, Any], fail_fast: bool) -> None:
@@ -295,7 +351,8 @@ def explain_dataset(
         targets: None (predicted class), an int, or one target per row of the dataset.
         size: image files: resize to this (default 224); ``"native"`` keeps each file's size
             for a ``preprocess`` that sizes images itself.
-        on_batch: called with each ``(Batch, BatchResult)`` after it is stored.
+        on_batch: called with each ``(Batch, BatchResult)`` after it is stored (on the
+            store's writer thread, in order).
         **params: the method's parameters (``layer``, ``seed``, ``background``, ...).
 
     Returns:
@@ -337,6 +394,7 @@ def explain_dataset(
                                      start=start, size=size), stop)
     row = start
     new_failures: list[tuple[str, str]] = []
+    writer = _Writer(store, out, on_batch)
     try:
         while True:
             try:
@@ -353,16 +411,7 @@ def explain_dataset(
                 raise SourceError(f"{out} holds a finished run of {row} rows, but the source has more rows now; "
                                   "choose another path for a different dataset")
             done = explain(batch, row)
-            if store is not None:
-                try:
-                    store.write(row, done)
-                except LimelightError:
-                    raise
-                except Exception as exc:
-                    raise LimelightError(f"writing rows {row}..{row + len(batch) - 1} to {out} failed: "
-                                         f"{type(exc).__name__}: {exc}") from exc
-            if on_batch is not None:
-                on_batch(batch, done)
+            writer.submit(row, batch, done)  # written while the next batch is explained
             failures = done.failures()
             new_failures += failures
             row += len(batch)
@@ -372,8 +421,11 @@ def explain_dataset(
     finally:
         stop.set()
         batches.close()
-        bar.close()
-        result.seconds = time.perf_counter() - began
+        try:
+            writer.close()  # every explained batch is in the store before the run returns or raises
+        finally:
+            bar.close()
+            result.seconds = time.perf_counter() - began
     if store is not None:
         store.finish(seconds=round(result.seconds, 3), images_per_second=round(result.throughput, 2))
         result.failures = _failures(store.group, store.completed())

@@ -112,6 +112,16 @@ class ResultStore:
         self.group = group
         self.path = path
         self.batch_size = int(group.attrs["run"]["batch_size"])
+        self._handles: dict[str, Any] = {}  # opened arrays: opening one reads its metadata
+
+    def _array(self, name: str) -> Any:
+        """The array ``name`` of the group, opened once."""
+        if name not in self._handles:
+            self._handles[name] = self.group[name]
+        return self._handles[name]
+
+    def _has(self, name: str) -> bool:
+        return name in self._handles or name in self.group
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -169,7 +179,9 @@ class ResultStore:
 
     def _create(self, name: str, shape: tuple[int, ...]) -> Any:
         chunks = (self.batch_size, *shape[1:])
-        return self.group.create_array(name, shape=shape, chunks=chunks, dtype=_DTYPES[name], fill_value=_FILL[name])
+        array = self.group.create_array(name, shape=shape, chunks=chunks, dtype=_DTYPES[name], fill_value=_FILL[name])
+        self._handles[name] = array
+        return array
 
     # -- state ------------------------------------------------------------------------------
     def completed(self) -> int:
@@ -178,7 +190,7 @@ class ResultStore:
 
     @property
     def capacity(self) -> int:
-        return int(self.group["ids"].shape[0])
+        return int(self._array("ids").shape[0])
 
     def _grow(self, rows: int) -> None:
         """Every array (and the marks) to hold at least ``rows`` rows (doubling)."""
@@ -186,10 +198,10 @@ class ResultStore:
             return
         new = max(rows, 2 * self.capacity)
         for name in _DTYPES:
-            if name in self.group:
-                arr = self.group[name]
+            if self._has(name):
+                arr = self._array(name)
                 arr.resize((new, *arr.shape[1:]))
-        self.group["done"].resize((-(-new // self.batch_size),))
+        self._array("done").resize((-(-new // self.batch_size),))
 
     # -- writing ----------------------------------------------------------------------------
     def write(self, start: int, result: BatchResult) -> None:
@@ -206,30 +218,30 @@ class ResultStore:
             if data is None:
                 continue  # unwritten rows read as the fill value (NaN, -1): failed rows
             data = np.asarray(data, _DTYPES[name])
-            if name not in self.group:
+            if not self._has(name):
                 self._create(name, (self.capacity, *data.shape[1:]))
-            arr = self.group[name]
+            arr = self._array(name)
             if arr.shape[1:] != data.shape[1:]:
                 raise StoreError(
                     f"{name} of rows {start}..{start + n - 1} has shape {data.shape[1:]} per row, but the store "
                     f"holds {arr.shape[1:]}: every sample must give the same shape (resize the inputs)"
                 )
             arr[rows] = data
-        self.group["ids"][rows] = np.array(result.ids, dtype=np.dtypes.StringDType())
-        self.group["failed"][rows] = result.failed
+        self._array("ids")[rows] = np.array(result.ids, dtype=np.dtypes.StringDType())
+        self._array("failed")[rows] = result.failed
         errors = np.full(n, "", dtype=np.dtypes.StringDType())
         errors[result.failed] = result.errors
-        self.group["errors"][rows] = errors
-        self.group["done"][start // self.batch_size] = n  # the mark, last
+        self._array("errors")[rows] = errors
+        self._array("done")[start // self.batch_size] = n  # the mark, last
 
     def finish(self, **attrs: Any) -> None:
         """Record the run's end: arrays cut to the completed rows, ``failures`` and ``attrs``."""
         rows = self.completed()
         for name in _DTYPES:
-            if name in self.group:
-                arr = self.group[name]
+            if self._has(name):
+                arr = self._array(name)
                 arr.resize((rows, *arr.shape[1:]))
-        self.group["done"].resize((max(1, -(-rows // self.batch_size)),))
+        self._array("done").resize((max(1, -(-rows // self.batch_size)),))
         failures = [{"id": i, "error": e} for i, e in _failures(self.group, rows)]
         self.group.attrs.update(_jsonify({**attrs, "failures": failures, "rows": rows, "finished": True}))
 
