@@ -36,8 +36,9 @@ def twin_cnn():
     Conv(3→8) ReLU MaxPool(2) Conv(8→16) BatchNorm ReLU GAP Dense(5), inputs 16×16.
     Returns (torch_model, keras_model, torch_layer, keras_layer, x_nchw, x_nhwc).
     """
-    import keras
     import torch
+
+    from limelight.testing.models import keras_cnn_layers
 
     torch.manual_seed(0)
     tm = small_torch_cnn()
@@ -49,19 +50,7 @@ def twin_cnn():
         bn.bias.uniform_(-0.2, 0.2)
     tm.eval()
 
-    km = keras.Sequential(
-        [
-            keras.Input((16, 16, 3)),
-            keras.layers.Conv2D(8, 3, padding="same", name="conv1"),
-            keras.layers.ReLU(name="relu1"),
-            keras.layers.MaxPooling2D(2, name="pool"),
-            keras.layers.Conv2D(16, 3, padding="same", name="conv2"),
-            keras.layers.BatchNormalization(epsilon=1e-5, name="bn"),
-            keras.layers.ReLU(name="relu2"),
-            keras.layers.GlobalAveragePooling2D(name="gap"),
-            keras.layers.Dense(5, name="fc"),
-        ]
-    )
+    km = keras_cnn_layers(5, 16)
     copy_torch_to_keras(tm, km)
     rng = np.random.RandomState(0)
     x_nhwc = rng.rand(4, 16, 16, 3).astype(np.float32)
@@ -72,19 +61,9 @@ def twin_cnn():
 def small_torch_cnn():
     """Conv(3→8) ReLU MaxPool(2) Conv(8→16) BatchNorm ReLU GAP Linear(5), drawn from torch's
     global generator (seed it first)."""
-    import torch
+    from limelight.testing.models import torch_cnn_layers
 
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(8, 16, 3, padding=1),
-        torch.nn.BatchNorm2d(16),
-        torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1),
-        torch.nn.Flatten(),
-        torch.nn.Linear(16, 5),
-    )
+    return torch_cnn_layers(5)
 
 
 def copy_torch_to_keras(tm, km) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from limelight.testing.fixtures import fresh_limelight_registry  # noqa: F401 - limelight's contract-kit fixture
 
 SIZE = 64
 
@@ -41,14 +42,6 @@ def exporter():
     return export
 
 
-@pytest.fixture
-def fresh_registry():
-    """limelight's plugins loaded afresh before and after the test."""
-    from limelight.core.registry import registry
-
-    registry.reset()
-    yield registry
-    registry.reset()
 
 
 @pytest.fixture(scope="session")

@@ -154,7 +154,7 @@ def test_gradient_methods_are_refused_clearly(resnet18_onnx, images):
     assert "'gradcam'" in message and "SupportsGradients" in message and "onnx" in message
 
 
-def test_the_plugin_is_an_entry_point(fresh_registry):
+def test_the_plugin_is_an_entry_point(fresh_limelight_registry):
     found = {info.name: info for info in limelight.plugins()}
     info = found["onnx"]
     assert info.source == "entry point" and info.distribution == "limelight-onnx"

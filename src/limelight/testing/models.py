@@ -76,13 +76,12 @@ def cnn_weights(seed: int = 0, classes: int = 5) -> dict[str, list[np.ndarray]]:
     }
 
 
-def torch_cnn(seed: int = 0, classes: int = 5) -> Any:
-    """Conv(3→8) ReLU MaxPool(2) Conv(8→16) BatchNorm ReLU GAP Linear(``classes``) as a
-    ``torch.nn.Sequential`` in eval mode, taking ``(N, 3, H, W)``; default layer ``"5"``."""
+def torch_cnn_layers(classes: int = 5) -> Any:
+    """The architecture of :func:`torch_cnn` with torch's own initialisation (drawn from its
+    global generator: seed it first), in training mode."""
     import torch
 
-    w = cnn_weights(seed, classes)
-    model = torch.nn.Sequential(
+    return torch.nn.Sequential(
         torch.nn.Conv2d(3, 8, 3, padding=1),
         torch.nn.ReLU(),
         torch.nn.MaxPool2d(2),
@@ -93,6 +92,16 @@ def torch_cnn(seed: int = 0, classes: int = 5) -> Any:
         torch.nn.Flatten(),
         torch.nn.Linear(16, classes),
     )
+
+
+def torch_cnn(seed: int = 0, classes: int = 5) -> Any:
+    """Conv(3→8) ReLU MaxPool(2) Conv(8→16) BatchNorm ReLU GAP Linear(``classes``) as a
+    ``torch.nn.Sequential`` in eval mode, taking ``(N, 3, H, W)``; default layer ``"5"``;
+    weights from :func:`cnn_weights` (the same as :func:`keras_cnn`'s)."""
+    import torch
+
+    w = cnn_weights(seed, classes)
+    model = torch_cnn_layers(classes)
     layers: list[Any] = list(model)
     with torch.no_grad():
         for module, (kernel, bias) in ((layers[0], w["conv1"]), (layers[3], w["conv2"])):
@@ -106,9 +115,9 @@ def torch_cnn(seed: int = 0, classes: int = 5) -> Any:
     return model.eval()
 
 
-def keras_cnn(seed: int = 0, classes: int = 5, size: int = 16) -> Any:
-    """The same CNN as :func:`torch_cnn`, same weights, as a Keras ``Sequential`` taking
-    ``(N, size, size, 3)``; default layer ``"relu2"``."""
+def keras_cnn_layers(classes: int = 5, size: int = 16) -> Any:
+    """The architecture of :func:`keras_cnn` (layers ``conv1 relu1 pool conv2 bn relu2 gap
+    fc``) with Keras's own initialisation."""
     from ..core.lazy import import_triton_first
 
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -116,8 +125,7 @@ def keras_cnn(seed: int = 0, classes: int = 5, size: int = 16) -> Any:
     import_triton_first()
     import keras
 
-    w = cnn_weights(seed, classes)
-    model = keras.Sequential(
+    return keras.Sequential(
         [
             keras.Input((size, size, 3)),
             keras.layers.Conv2D(8, 3, padding="same", name="conv1"),
@@ -130,6 +138,13 @@ def keras_cnn(seed: int = 0, classes: int = 5, size: int = 16) -> Any:
             keras.layers.Dense(classes, name="fc"),
         ]
     )
+
+
+def keras_cnn(seed: int = 0, classes: int = 5, size: int = 16) -> Any:
+    """The same CNN as :func:`torch_cnn`, same weights, as a Keras ``Sequential`` taking
+    ``(N, size, size, 3)``; default layer ``"relu2"``."""
+    w = cnn_weights(seed, classes)
+    model = keras_cnn_layers(classes, size)
     for name, arrays in w.items():
         model.get_layer(name).set_weights(arrays)
     return model
