@@ -370,7 +370,7 @@ def explain_on_ray(model_factory: Any, paths: Any, method: str = "gradcam", *, o
                 fn_constructor_kwargs={"model_factory": model_factory, "method": method, "preprocess": preprocess,
                                        "size": size, "targets": targets, "fail_fast": fail_fast, **params},
                 batch_size=1,
-                concurrency=min(num_workers, len(batches)),
+                compute=ray.data.ActorPoolStrategy(size=min(num_workers, len(batches))),  # Ray ≥2.51
                 num_gpus=num_gpus_per_worker or None,
                 num_cpus=1,
             )
