@@ -62,7 +62,17 @@ from ..core.errors import (
 from ..core.hookspecs import hookimpl
 from ..core.layers import pick_default_layer
 from ..core.lazy import LazyModule, import_triton_first
-from ..core.model import Array, Gradients, Model, batches, check_batch_size, reinitialize
+from ..core.model import (
+    SHAPE_WORDS,
+    Array,
+    Gradients,
+    Model,
+    batch_shape,
+    batches,
+    check_batch_size,
+    layer_list_error,
+    reinitialize,
+)
 from ..core.targets import Target
 
 # import_triton_first: see limelight.core.lazy (triton after TensorFlow segfaults)
@@ -92,15 +102,9 @@ def limelight_wrap_model(model: object) -> Model | None:
     return KerasModel(model)
 
 
-#: Words in a framework's error message that say the inputs do not fit the model.
-_SHAPE_WORDS = re.compile(r"\b(shapes?|sizes?|channels?|dimensions?|dims?|ndim|rank|mat1|mat2)\b", re.IGNORECASE)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def _batch_shape(shape: Any) -> str:
-    """``(N, 16, 16, 3)`` for a batch shaped ``(n, 16, 16, 3)`` (``n`` may be unknown while
-    a function is traced)."""
-    return "(" + ", ".join(["N", *(str(d) for d in tuple(shape)[1:])]) + ")"
 
 
 def _call(model: Any, inputs: Any) -> Any:
@@ -117,13 +121,13 @@ def _call(model: Any, inputs: Any) -> Any:
         lines = [
             line.strip()
             for line in text.splitlines()
-            if _SHAPE_WORDS.search(line) and not line.startswith("Exception encountered when calling")
+            if SHAPE_WORDS.search(line) and not line.startswith("Exception encountered when calling")
         ]
         if not lines:
             raise
         message = lines[0]
         error = InputError(
-            f"the model's call failed on inputs of shape {_batch_shape(inputs.shape)}; this model "
+            f"the model's call failed on inputs of shape {batch_shape(inputs.shape)}; this model "
             f"takes {_layout(model)}. {type(exc).__name__}: {message[:300]}"
         )
         error.framework_error = exc  # type: ignore[attr-defined]  # see _keeps_cause
@@ -153,18 +157,10 @@ def _layout(model: Any) -> str:
     except (AttributeError, ValueError):  # subclassed or unbuilt models
         shape = None
     if isinstance(shape, tuple | list) and shape and not isinstance(shape[0], tuple | list):
-        return "batches " + _batch_shape(shape)
+        return "batches " + batch_shape(shape)
     return "channels-last batches (N, H, W, C) for images, (N, D) for vectors"
 
 
-def _layer_list(layer: object) -> LayerError | None:
-    """The short error for ``layer=[layer]`` (pytorch-grad-cam's ``target_layers`` habit)."""
-    if not isinstance(layer, list | tuple):
-        return None
-    return LayerError(
-        f"layer takes one layer (a name or a layer object), not a {type(layer).__name__} of "
-        f"{len(layer)}; limelight explains one layer per call: pass layer=layers[0]."
-    )
 
 
 #: ``precision="highest"`` while any thread needs it (see ProcessSetting).
@@ -405,7 +401,7 @@ class KerasModel(Model):
 
     def resolve_layer(self, layer: object) -> str:
         """A layer path, a unique bare layer name, or a layer object -> its path."""
-        as_list = _layer_list(layer)
+        as_list = layer_list_error(layer)
         if as_list is not None:
             raise as_list
         named = self._named_layers()
@@ -646,8 +642,8 @@ class KerasModel(Model):
                 if not _fits(captured[0], rows):
                     expected = tuple(captured[0].shape[1:])
                     raise InputError(
-                        f"activations for layer {path!r} have shape {_batch_shape(rows.shape)}, "
-                        f"but the layer outputs {_batch_shape((0, *expected))} per row (as "
+                        f"activations for layer {path!r} have shape {batch_shape(rows.shape)}, "
+                        f"but the layer outputs {batch_shape((0, *expected))} per row (as "
                         f"activations() returns it): pass (n·R, {', '.join(map(str, expected))})."
                     )
                 return _check_outputs(outputs)

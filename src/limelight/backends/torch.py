@@ -38,7 +38,6 @@ Importing this module does not import torch; torch is imported on first use.
 from __future__ import annotations
 
 import contextlib
-import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -54,7 +53,18 @@ from ..core.explanation import owned
 from ..core.hookspecs import hookimpl
 from ..core.layers import pick_default_layer
 from ..core.lazy import LazyModule
-from ..core.model import Array, Gradients, Model, batches, check_batch_size, reinitialize, unknown_layer
+from ..core.model import (
+    SHAPE_WORDS,
+    Array,
+    Gradients,
+    Model,
+    batch_shape,
+    batches,
+    check_batch_size,
+    layer_list_error,
+    reinitialize,
+    unknown_layer,
+)
 from ..core.targets import Target
 
 if TYPE_CHECKING:
@@ -93,24 +103,10 @@ def _column_gradients(scores: Any, wrt: Any) -> Iterator[Any]:
         yield grad
 
 
-#: Words in a framework's error message that say the inputs do not fit the model.
-_SHAPE_WORDS = re.compile(r"\b(shapes?|sizes?|channels?|dimensions?|dims?|ndim|rank|mat1|mat2)\b", re.IGNORECASE)
 
 
-def _batch_shape(shape: Any) -> str:
-    """``(N, 3, 16, 16)`` for a batch of shape ``(n, 3, 16, 16)``: the per-sample shape that
-    does not fit (the batch may be a slice of the user's)."""
-    return "(" + ", ".join(["N", *(str(d) for d in tuple(shape)[1:])]) + ")"
 
 
-def _layer_list(layer: object) -> LayerError | None:
-    """The short error for ``layer=[module]`` (pytorch-grad-cam's ``target_layers`` habit)."""
-    if not isinstance(layer, list | tuple):
-        return None
-    return LayerError(
-        f"layer takes one layer (a name or a module), not a {type(layer).__name__} of "
-        f"{len(layer)}; limelight explains one layer per call: pass layer=layers[0]."
-    )
 
 
 def _to_keras_order(arr: np.ndarray, back: bool = False) -> np.ndarray:
@@ -421,7 +417,7 @@ class TorchModel(Model):
 
     def resolve_layer(self, layer: object) -> str:
         """A ``named_modules()`` name or a module object of this model -> its name."""
-        as_list = _layer_list(layer)
+        as_list = layer_list_error(layer)
         if as_list is not None:
             raise as_list
         if isinstance(layer, torch.nn.Module):
@@ -499,9 +495,9 @@ class TorchModel(Model):
         except (RuntimeError, ValueError, TypeError) as exc:
             text = str(exc).strip()
             message = text.splitlines()[0] if text else ""
-            if not _SHAPE_WORDS.search(message):
+            if not SHAPE_WORDS.search(message):
                 raise
-            shape = _batch_shape(getattr(fed, "shape", fed))
+            shape = batch_shape(getattr(fed, "shape", fed))
             raise InputError(
                 f"the model's forward failed on inputs of shape {shape}; this model takes "
                 f"{self._layout()}. {type(exc).__name__}: {message[:300]}"
@@ -777,7 +773,7 @@ class TorchModel(Model):
                 expected = tuple(_nhwc(output[:1]).shape[1:])
                 raise InputError(
                     f"activations for layer {name!r} have shape {tuple(_nhwc(rows).shape)}, but "
-                    f"the layer outputs {_batch_shape((0, *expected))} per row (channels-last, as "
+                    f"the layer outputs {batch_shape((0, *expected))} per row (channels-last, as "
                     f"activations() returns it): pass (n·R, {', '.join(map(str, expected))})."
                 )
             channels_last = output.ndim == 4 and not output.is_contiguous()

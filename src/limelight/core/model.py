@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -45,6 +46,9 @@ __all__ = [
     "batches",
     "check_batch_size",
     "unknown_layer",
+    "layer_list_error",
+    "batch_shape",
+    "SHAPE_WORDS",
 ]
 
 #: The backend's array type (torch.Tensor, tf.Tensor, numpy.ndarray, ...).
@@ -100,6 +104,27 @@ def unknown_layer(layer: object, names: list[str], framework: str) -> LayerError
         + close_matches(str(layer), names)
         + " Model.layers() lists every name."
     )
+
+
+def layer_list_error(layer: object) -> LayerError | None:
+    """The short error for ``layer=[layer]`` (pytorch-grad-cam's ``target_layers`` habit),
+    or None when ``layer`` is not a list or tuple."""
+    if not isinstance(layer, list | tuple):
+        return None
+    return LayerError(
+        f"layer takes one layer (a name or a layer object), not a {type(layer).__name__} of "
+        f"{len(layer)}; limelight explains one layer per call: pass layer=layers[0]."
+    )
+
+
+def batch_shape(shape: Any) -> str:
+    """``(N, 3, 16, 16)`` for a batch of shape ``(n, 3, 16, 16)``: the per-sample shape, for
+    error messages (the batch may be a slice of the user's; ``n`` may be unknown)."""
+    return "(" + ", ".join(["N", *(str(d) for d in tuple(shape)[1:])]) + ")"
+
+
+#: Words in a framework's error message that say the inputs do not fit the model.
+SHAPE_WORDS = re.compile(r"\b(shapes?|sizes?|channels?|dimensions?|dims?|ndim|rank|mat1|mat2)\b", re.IGNORECASE)
 
 
 class Model(abc.ABC):
