@@ -12,11 +12,10 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
-import queue
 import sys
-import threading
 import time
 from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,47 +134,18 @@ def _framework_versions(framework: str) -> dict[str, str]:
 _END = object()
 
 
-def _prefetch(batches: Iterator[Batch], stop: threading.Event, depth: int = 1) -> Generator[Batch, None, None]:
+def _prefetch(batches: Iterator[Batch]) -> Generator[Batch, None, None]:
     """``batches`` with the next one loaded on a background thread while the current one is
-    used (``depth`` batches ahead). An exception in the source is raised here."""
-    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for batch in batches:
-                if not put(batch):
-                    return
-            put(_END)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put(exc)
-
-    thread = threading.Thread(target=produce, name="limelight-prefetch", daemon=True)
-    thread.start()
-    try:
+    used. An exception in the source is raised here."""
+    with ThreadPoolExecutor(1, thread_name_prefix="limelight-prefetch") as pool:
+        pending: Future[Any] = pool.submit(next, batches, _END)
         while True:
-            item = q.get()
+            item = pending.result()
             if item is _END:
                 return
-            if isinstance(item, BaseException):
-                raise item
+            pending = pool.submit(next, batches, _END)
             yield item
             del item  # the consumer's copy is the only one
-    finally:
-        stop.set()
-        while thread.is_alive():
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                thread.join(0.05)
 
 
 # -- writing behind --------------------------------------------------------------------------
@@ -188,50 +158,35 @@ class _Writer:
 
     def __init__(self, store: ResultStore | None, out: Any, on_batch: Callable[[Batch, BatchResult], None] | None):
         self.store, self.out, self.on_batch = store, out, on_batch
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=1)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._work, name="limelight-store-writer", daemon=True)
-        self.thread.start()
-
-    def _work(self) -> None:
-        while True:
-            item = self.queue.get()
-            if item is _END:
-                return
-            if self.error is not None:
-                continue  # drain: nothing after a failed write is written
-            row, batch, done = item
-            try:
-                if self.store is not None:
-                    self._write(row, batch, done)
-                if self.on_batch is not None:
-                    self.on_batch(batch, done)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                self.error = exc
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="limelight-store-writer")
+        self.pending: Future[None] | None = None
 
     def _write(self, row: int, batch: Batch, done: BatchResult) -> None:
-        assert self.store is not None
-        try:
-            self.store.write(row, done)
-        except LimelightError:
-            raise
-        except Exception as exc:
-            raise LimelightError(f"writing rows {row}..{row + len(batch) - 1} to {self.out} failed: "
-                                 f"{type(exc).__name__}: {exc}") from exc
+        if self.store is not None:
+            try:
+                self.store.write(row, done)
+            except LimelightError:
+                raise
+            except Exception as exc:
+                raise LimelightError(f"writing rows {row}..{row + len(batch) - 1} to {self.out} failed: "
+                                     f"{type(exc).__name__}: {exc}") from exc
+        if self.on_batch is not None:
+            self.on_batch(batch, done)
 
-    def _raise(self) -> None:
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
+    def _wait(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
 
     def submit(self, row: int, batch: Batch, done: BatchResult) -> None:
-        self._raise()
-        self.queue.put((row, batch, done))
+        self._wait()
+        self.pending = self.pool.submit(self._write, row, batch, done)
 
     def close(self) -> None:
-        self.queue.put(_END)
-        self.thread.join()
-        self._raise()
+        try:
+            self._wait()
+        finally:
+            self.pool.shutdown()
 
 
 # -- explaining one batch --------------------------------------------------------------------
@@ -389,9 +344,8 @@ def explain_dataset(
         start = store.completed()
     result = Run(method=method, out=None if out is None else pathlib.Path(out), resumed=start)
     bar = Progress(total, enabled=progress, initial=start)
-    stop = threading.Event()
     batches = _prefetch(iter_batches(source, batch_size=batch_size, preprocess=preprocess, recursive=recursive,
-                                     start=start, size=size), stop)
+                                     start=start, size=size))
     row = start
     new_failures: list[tuple[str, str]] = []
     writer = _Writer(store, out, on_batch)
@@ -419,7 +373,6 @@ def explain_dataset(
             bar.update(len(batch), len(failures))
             del batch, done
     finally:
-        stop.set()
         batches.close()
         try:
             writer.close()  # every explained batch is in the store before the run returns or raises

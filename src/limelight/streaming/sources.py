@@ -80,10 +80,10 @@ def _nrows(x: Any) -> int:
 def _concat(parts: list[Any]) -> Any:
     if len(parts) == 1:
         return parts[0]
-    if _is_torch(parts[0]):
-        import torch
+    if _is_torch(parts[0]):  # stays a tensor (on its device), through its Array API namespace
+        from array_api_compat import array_namespace
 
-        return torch.cat(parts)
+        return array_namespace(*parts).concat(parts)
     return np.concatenate([np.asarray(p) for p in parts])
 
 
