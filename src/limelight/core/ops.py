@@ -15,20 +15,28 @@ __all__ = ["bilinear_matrix", "resize_bilinear", "minmax_normalize", "displayabl
 NORMALIZE_RTOL = 1e-6
 
 
-def bilinear_matrix(size_in: int, size_out: int, *, align_corners: bool = False) -> np.ndarray:
+def bilinear_matrix(size_in: int, size_out: int, *, align_corners: bool = False, border: str = "clamp") -> np.ndarray:
     """The ``(size_out, size_in)`` matrix of 1-D linear interpolation.
 
     Half-pixel centres (default): output pixel ``i`` samples the input at
-    ``(i + 0.5) * size_in / size_out - 0.5``, clamped to the edges: the convention of cv2
-    ``INTER_LINEAR``, torch ``interpolate(..., align_corners=False)`` and
-    ``tf.image.resize(..., "bilinear")`` (all without antialiasing). ``align_corners=True``:
-    ``i * (size_in - 1) / (size_out - 1)``, torch ``UpsamplingBilinear2d``.
+    ``(i + 0.5) * size_in / size_out - 0.5``: the convention of cv2 ``INTER_LINEAR``, torch
+    ``interpolate(..., align_corners=False)`` and ``tf.image.resize(..., "bilinear")`` (all
+    without antialiasing). ``align_corners=True``: ``i * (size_in - 1) / (size_out - 1)``,
+    torch ``UpsamplingBilinear2d``. Samples outside the input are clamped to the edges
+    (``border="clamp"``) or mirrored (``"reflect"``: ``d c b | a b c d``, NumPy's
+    ``pad(mode="reflect")``, as ``skimage.transform.resize(order=1, mode="reflect")``).
     """
     if align_corners:
         scale = (size_in - 1) / (size_out - 1) if size_out > 1 else 0.0
         src = np.arange(size_out, dtype=np.float64) * scale
     else:
         src = (np.arange(size_out, dtype=np.float64) + 0.5) * (size_in / size_out) - 0.5
+    if border == "reflect" and size_in > 1:
+        period = 2 * (size_in - 1)
+        src = np.abs(np.mod(src, period))
+        src = np.where(src > size_in - 1, period - src, src)
+    elif border not in ("clamp", "reflect"):
+        raise ValueError(f"border must be 'clamp' or 'reflect', got {border!r}")
     src = np.clip(src, 0.0, size_in - 1)
     lo = np.floor(src).astype(np.int64)
     hi = np.minimum(lo + 1, size_in - 1)

@@ -33,10 +33,11 @@ from ..core.explainer import Explainer
 from ..core.explanation import Explanation
 from ..core.hookspecs import hookimpl
 from ..core.model import Array, SupportsActivationEdit, SupportsLayers, batches
+from ..core.ops import bilinear_matrix
 from ..core.targets import Target
 from .cam import not_spatial, postprocess
 
-__all__ = ["ScoreCAM", "AblationCAM", "RISE", "BATCH_SIZE", "ABLATION_OFFSET", "rise_grids", "mirror_bilinear_matrix"]
+__all__ = ["ScoreCAM", "AblationCAM", "RISE", "BATCH_SIZE", "ABLATION_OFFSET", "rise_grids"]
 
 #: Rows per extra framework call when ``batch_size`` is not given.
 BATCH_SIZE = 32
@@ -240,27 +241,6 @@ class AblationCAM(_LayerCAM):
         return self.finish(x, acts, weights, classes, outputs, layer)
 
 
-def mirror_bilinear_matrix(size_in: int, size_out: int) -> np.ndarray:
-    """The ``(size_out, size_in)`` matrix of 1-D linear interpolation with half-pixel centres
-    and mirrored borders (``d c b | a b c d``, NumPy's ``pad(mode="reflect")``), as
-    ``skimage.transform.resize(..., order=1, mode="reflect", anti_aliasing=False)`` upsamples
-    RISE's grids in the authors' implementation. (Clamped borders, as in :meth:`Model.resize`,
-    would differ within half a cell of the edges.)"""
-    src = (np.arange(size_out, dtype=np.float64) + 0.5) * (size_in / size_out) - 0.5
-    if size_in == 1:
-        return np.ones((size_out, 1))
-    period = 2 * (size_in - 1)
-    src = np.abs(np.mod(src, period))
-    src = np.where(src > size_in - 1, period - src, src)
-    lo = np.minimum(np.floor(src).astype(np.int64), size_in - 2)
-    frac = src - lo
-    matrix = np.zeros((size_out, size_in), dtype=np.float64)
-    rows = np.arange(size_out)
-    np.add.at(matrix, (rows, lo), 1.0 - frac)
-    np.add.at(matrix, (rows, lo + 1), frac)
-    return matrix
-
-
 def rise_grids(
     n_masks: int, grid: int, p: float, size: tuple[int, int], seed: int
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
@@ -280,7 +260,7 @@ class RISE(_ExtraPasses):
 
     ``S = Σ_i y(x ⊙ M_i) · M_i / (N · p)``: ``N`` masks, each a binary ``s × s`` grid whose
     cells are kept with probability ``p``, upsampled bilinearly (half-pixel centres, mirrored
-    borders: :func:`mirror_bilinear_matrix`) to ``(s + 1) · cell`` with ``cell = ceil(H / s)`` and cropped to ``H × W`` at a random shift in
+    borders: :func:`~limelight.core.ops.bilinear_matrix` with ``border="reflect"``) to ``(s + 1) · cell`` with ``cell = ceil(H / s)`` and cropped to ``H × W`` at a random shift in
     ``[0, cell)`` (as the authors' implementation, eclique/RISE). ``y`` is the target's
     softmax probability (``scores="probability"``, as the paper) or its raw output
     (``scores="logit"``; use it when the model outputs probabilities already).
@@ -351,8 +331,8 @@ class RISE(_ExtraPasses):
         n, height, width = int(x.shape[0]), int(x.shape[1]), int(x.shape[2])
         grids, shifts, cell = rise_grids(n_masks, grid, p, (height, width), seed)
         f32 = xp.zeros((1,), dtype=xp.float32, device=x.device)
-        up_rows = model.asarray(mirror_bilinear_matrix(grid, (grid + 1) * cell[0]), like=f32)
-        up_cols = model.asarray(mirror_bilinear_matrix(grid, (grid + 1) * cell[1]), like=f32)
+        up_rows = model.asarray(bilinear_matrix(grid, (grid + 1) * cell[0], border="reflect"), like=f32)
+        up_cols = model.asarray(bilinear_matrix(grid, (grid + 1) * cell[1], border="reflect"), like=f32)
         saliency = xp.zeros((n, height * width), dtype=xp.float64, device=x.device)
         total, done = n * n_masks, 0
         for part in batches(n_masks, size):
