@@ -1,10 +1,12 @@
 """Grad-CAM speed: time ÷ the framework's own no-grad forward, beside the peers.
 
     python benchmarks/bench_gradcam.py [--device cpu|cuda] [--batch N] [--size 224] [--repeats 5]
-                                       [--models resnet50 vgg16] [--only torch|keras]
+                                       [--models resnet50 vgg16 vit_b_16] [--only torch|keras]
 
-torchvision ResNet-50 / VGG-16 (weights=None) and keras.applications ResNet50 (CPU only).
-Defaults: on the CPU batch 8 and ResNet-50; on CUDA batch 64, ResNet-50 and VGG-16.
+torchvision ResNet-50 / VGG-16 / ViT-B/16 (weights=None; the ViT's zero-initialised head
+redrawn) and keras.applications ResNet50 (CPU only). Defaults: on the CPU batch 8 and
+ResNet-50; on CUDA batch 64, ResNet-50, VGG-16 and ViT-B/16 (its token layer reshaped to a
+grid by limelight, by ``vit_tokens`` for the minimal Grad-CAM and pytorch-grad-cam).
 
 Each PyTorch table has: the no-grad forward (the baseline); a minimal Grad-CAM kept on
 the device (a forward hook, ``torch.autograd.grad`` on the activation, then mean / sum / ReLU /
@@ -37,19 +39,30 @@ except ImportError:  # a Keras-only environment
 
 import limelight
 
-#: model name -> (torchvision constructor, layer name for limelight, module getter for the peers)
+
+def vit_tokens(tensor: Any) -> Any:
+    """ViT tokens ``(N, 1 + h·w, C)`` -> ``(N, C, h, w)`` (class token dropped): the
+    ``reshape_transform`` of pytorch-grad-cam's ViT tutorial."""
+    side = int(round((tensor.shape[1] - 1) ** 0.5))
+    return tensor[:, 1:, :].reshape(tensor.shape[0], side, side, tensor.shape[2]).permute(0, 3, 1, 2)
+
+
+#: model name -> (torchvision constructor, layer name for limelight, module getter for the
+#: peers, the peers' reshape of the layer's output to NCHW or None)
 TORCH_MODELS = {
-    "resnet50": ("resnet50", "layer4.2", lambda m: m.layer4[-1]),
-    "vgg16": ("vgg16", "features.29", lambda m: m.features[29]),
+    "resnet50": ("resnet50", "layer4.2", lambda m: m.layer4[-1], None),
+    "vgg16": ("vgg16", "features.29", lambda m: m.features[29], None),
+    "vit_b_16": ("vit_b_16", "encoder.layers.encoder_layer_11.ln_1", lambda m: m.encoder.layers[-1].ln_1, vit_tokens),
 }
 
 
-def minimal_gradcam(model: Any, layer: Any, x: Any, targets: Any) -> Any:
+def minimal_gradcam(model: Any, layer: Any, x: Any, targets: Any, reshape: Any = None) -> Any:
     """Grad-CAM kept on the device: hook, autograd.grad, mean/sum/ReLU, upsample, min-max.
 
     The forward runs without autograd up to the layer; the hook makes the activation a leaf
     and records the graph from there on (the least work a Grad-CAM can do). ``targets`` is a
-    ``(N,)`` long tensor on the device. Returns ``(N, H, W)`` on the device.
+    ``(N,)`` long tensor on the device; ``reshape`` turns the layer's output into NCHW (ViT
+    tokens). Returns ``(N, H, W)`` on the device.
     """
     store: dict[str, Any] = {}
 
@@ -64,8 +77,10 @@ def minimal_gradcam(model: Any, layer: Any, x: Any, targets: Any) -> Any:
             out = model(x)
     finally:
         handle.remove()
+    (grads,) = torch.autograd.grad(out.gather(1, targets[:, None]).sum(), store["a"])
     activations = store["a"]
-    (grads,) = torch.autograd.grad(out.gather(1, targets[:, None]).sum(), activations)
+    if reshape is not None:
+        activations, grads = reshape(activations), reshape(grads)
     cam = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * activations).sum(1, keepdim=True))
     cam = torch.nn.functional.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     low = cam.amin(dim=(1, 2), keepdim=True)
@@ -74,9 +89,11 @@ def minimal_gradcam(model: Any, layer: Any, x: Any, targets: Any) -> Any:
 
 
 def bench_torch(name: str, batch: int, size: int, repeats: int, device: str) -> str:
-    constructor, layer_name, layer_of = TORCH_MODELS[name]
+    constructor, layer_name, layer_of, reshape = TORCH_MODELS[name]
     torch.manual_seed(0)
     model = getattr(torchvision.models, constructor)(weights=None).eval().to(device)
+    if name.startswith("vit"):  # torchvision zero-initialises the head: every map would be blank
+        torch.nn.init.normal_(model.heads.head.weight, std=0.02)
     layer = layer_of(model)
     x = torch.randn(batch, 3, size, size, device=device)
     with torch.no_grad():
@@ -90,12 +107,14 @@ def bench_torch(name: str, batch: int, size: int, repeats: int, device: str) -> 
 
     candidates = {
         "torch no-grad forward (baseline)": forward,
-        "minimal on-device Grad-CAM (the limit)": lambda: minimal_gradcam(model, layer, x, targets_device),
+        "minimal on-device Grad-CAM (the limit)": lambda: minimal_gradcam(model, layer, x, targets_device, reshape),
         "limelight gradcam": lambda: limelight.explain(model, x, "gradcam", targets=targets, layer=layer_name),
     }
     try:
         from captum.attr import LayerGradCam
 
+        if reshape is not None:  # LayerGradCam has no reshape: its map of tokens is not a grid
+            raise ImportError
         captum = LayerGradCam(model, layer)
         candidates["captum LayerGradCam (raw map, no upsampling)"] = lambda: captum.attribute(
             x, target=targets, relu_attributions=True
@@ -106,14 +125,14 @@ def bench_torch(name: str, batch: int, size: int, repeats: int, device: str) -> 
         from pytorch_grad_cam import GradCAM
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-        pgc = GradCAM(model=model, target_layers=[layer])
+        pgc = GradCAM(model=model, target_layers=[layer], reshape_transform=reshape)
         pgc_targets = [ClassifierOutputTarget(t) for t in targets]
         candidates["pytorch-grad-cam GradCAM"] = lambda: pgc(input_tensor=x, targets=pgc_targets)
     except ImportError:
         pass
 
     ours = limelight.explain(model, x, "gradcam", targets=targets, layer=layer_name).values
-    limit = minimal_gradcam(model, layer, x, targets_device).cpu().numpy()
+    limit = minimal_gradcam(model, layer, x, targets_device, reshape).cpu().numpy()
     diff = float(np.abs(ours - limit).max())
 
     times = measure({k: synced(fn, device) for k, fn in candidates.items()}, repeats)
@@ -165,13 +184,13 @@ def main() -> None:
         "--models",
         nargs="+",
         choices=sorted(TORCH_MODELS),
-        help="PyTorch models (default: resnet50 on the CPU; resnet50 vgg16 on CUDA)",
+        help="PyTorch models (default: resnet50 on the CPU; resnet50 vgg16 vit_b_16 on CUDA)",
     )
     parser.add_argument("--only", choices=["torch", "keras"])
     args = parser.parse_args()
     cuda = args.device.startswith("cuda")
     batch = args.batch or (64 if cuda else 8)
-    models = args.models or (["resnet50", "vgg16"] if cuda else ["resnet50"])
+    models = args.models or (["resnet50", "vgg16", "vit_b_16"] if cuda else ["resnet50"])
     if args.only != "keras":
         if torch is None:
             print("PyTorch is not installed: skipping the PyTorch tables.", flush=True)
