@@ -51,7 +51,8 @@ from ..core.cache import ProcessSetting, holding_model_lock, model_cache
 from ..core.errors import InputError, LayerError, LimelightError, NotDifferentiableError, no_deeplift_rule
 from ..core.explanation import owned
 from ..core.hookspecs import hookimpl
-from ..core.inputs import concat, describe, from_user, leaves, map_inputs, rebuild, rows, several, shapes, take
+from ..core.inputs import concat, describe, from_user, leaves, map_inputs, rebuild, several, shapes, take
+from ..core.inputs import rows as input_rows
 from ..core.layers import pick_default_layer
 from ..core.lazy import LazyModule
 from ..core.model import (
@@ -309,9 +310,11 @@ class TorchModel(Model):
         device, in the model's floating dtype (converted only when it differs). A tuple
         (positional arguments of ``forward``) or a dict (keyword arguments) of inputs gives
         the same structure of canonical inputs, each made canonical on its own."""
-        return from_user(inputs, self._canonical_one)
+        if several(inputs):  # the first Conv2d's channels say nothing about each input
+            return from_user(inputs, lambda one: self._canonical_one(one, check_channels=False))
+        return self._canonical_one(inputs)
 
-    def _canonical_one(self, inputs: Any) -> torch_types.Tensor:
+    def _canonical_one(self, inputs: Any, *, check_channels: bool = True) -> torch_types.Tensor:
         """One input of :meth:`canonical`."""
         device, dtype = self._device_dtype()
         if isinstance(inputs, torch.Tensor):
@@ -321,7 +324,7 @@ class TorchModel(Model):
         if not tensor.is_floating_point():
             tensor = tensor.to(torch.float32)
         check_batch(self.xp, tensor, self.to_numpy)
-        expected = self._input_channels()
+        expected = self._input_channels() if check_channels else None
         if expected is not None:
             if tensor.ndim == 3:
                 raise InputError(
@@ -367,9 +370,6 @@ class TorchModel(Model):
         """From CUDA, the copy to the host starts now on a side stream (after the work already
         queued for ``a``) and a worker thread makes the owned host array, while the caller
         goes on launching the explanation's work; elsewhere the base version."""
-        if several(a):
-            fetches = map_inputs(self.prefetch, a)
-            return lambda: map_inputs(lambda fetch: fetch(), fetches)  # type: ignore[return-value]
         if not isinstance(a, torch.Tensor) or a.device.type != "cuda":
             return super().prefetch(a)
         ready = torch.cuda.Event()
@@ -557,7 +557,7 @@ class TorchModel(Model):
 
     @holding_model_lock
     def predict(self, x: Array, *, batch_size: int | None = None) -> torch_types.Tensor:
-        outs = [self._forward(take(x, batch), grad=False) for batch in batches(rows(x), batch_size)]
+        outs = [self._forward(take(x, batch), grad=False) for batch in batches(input_rows(x), batch_size)]
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     @contextlib.contextmanager
@@ -594,7 +594,7 @@ class TorchModel(Model):
     def activations(self, x: Array, layer: str, *, batch_size: int | None = None) -> torch_types.Tensor:
         name, module = self._module(layer)
         parts = []
-        for batch in batches(rows(x), batch_size):
+        for batch in batches(input_rows(x), batch_size):
             with self._capture(module, name, grad=False) as store:
                 self._forward(take(x, batch), grad=False)
             parts.append(_nhwc(self._captured(store, name)))
@@ -617,7 +617,7 @@ class TorchModel(Model):
     ) -> Gradients:
         named = self._module(layer) if layer is not None else None
         outs, acts, grads = [], [], []
-        for batch in batches(rows(x), batch_size):
+        for batch in batches(input_rows(x), batch_size):
             out, act, grad = self._gradients_batch(take(x, batch), target, batch, named)
             outs.append(out)
             acts.append(act)
@@ -884,7 +884,7 @@ class TorchModel(Model):
         """DeepLIFT rescale multipliers ``(n, T, ...)`` of ``target``'s scores for each pair
         ``(x[i], references[i])``: ``Σ m ⊙ (x - r) = score(x) - score(r)`` per column."""
         parts = [
-            self._deeplift_batch(take(x, b), take(references, b), target, b) for b in batches(rows(x), batch_size)
+            self._deeplift_batch(take(x, b), take(references, b), target, b) for b in batches(input_rows(x), batch_size)
         ]
         return concat(parts, torch.cat)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -48,7 +48,7 @@ class Explainer(abc.ABC):
     several_inputs: ClassVar[bool | None] = None
 
     #: During :meth:`__call__`: the inputs and their prefetched host copy.
-    _inputs: tuple[Array, Callable[[], np.ndarray]] | None = None
+    _inputs: tuple[Array, Any] | None = None
 
     def __init__(self, model: Model, *, batch_size: int | None = None, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.defaults) - {"precision", "explain_input"})
@@ -105,7 +105,7 @@ class Explainer(abc.ABC):
         target = self.target(targets, rows(x))
         # the inputs' trip to the host starts now and overlaps the work (where the backend
         # copies asynchronously); result() collects it
-        self._inputs = (x, self.model.prefetch(x))
+        self._inputs = (x, map_inputs(self.model.prefetch, x))  # one copy per input
         try:
             with self.model.precision(self.params["precision"]):
                 return self.explain(x, target)
@@ -172,8 +172,8 @@ class Explainer(abc.ABC):
     def _host_inputs(self, x: Array) -> np.ndarray:
         prefetched = self._inputs
         if prefetched is not None and prefetched[0] is x:
-            return prefetched[1]()
-        return map_inputs(lambda a: owned(self.model.to_numpy(a)), x)  # type: ignore[no-any-return]
+            return map_inputs(lambda fetch: fetch(), prefetched[1])
+        return map_inputs(lambda a: owned(self.model.to_numpy(a)), x)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} on {self.model!r}>"

@@ -188,7 +188,7 @@ class Explanation:
     # -- save / load -----------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write to a compressed ``.npz`` file (arrays + JSON metadata); no pickling."""
-        arrays: dict[str, np.ndarray] = {}
+        arrays: dict[str, Any] = {}
         structure: dict[str, Any] = {}
         for name in _ARRAYS:
             value = getattr(self, name)

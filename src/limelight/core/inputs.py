@@ -129,7 +129,7 @@ def select(x: Inputs, which: Any) -> str | int:
         )
     if isinstance(x, Mapping):
         if which in keys:
-            return which  # type: ignore[no-any-return]
+            return which
         raise ParameterError(
             f"explain_input={which!r} is not one of the inputs {', '.join(map(repr, keys))}; "
             "name one of the dict's keys."

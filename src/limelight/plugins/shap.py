@@ -340,7 +340,7 @@ class ShapDeep(_ShapExplainer):
         }
         for rows_h, refs in self.pairs(rows(x), rows(bg)):
             rows_d, refs_d = model.asarray(rows_h), model.asarray(refs)
-            points = map_inputs(lambda a: xp.take(a, rows_d, axis=0), x)
+            points = map_inputs(lambda a, rows_d=rows_d: xp.take(a, rows_d, axis=0), x)
             # the inputs not attributed are their own reference: held at the sample's values
             references = rebuild(x, [
                 xp.take(b, refs_d, axis=0) if k in keys else p
