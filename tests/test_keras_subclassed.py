@@ -65,6 +65,7 @@ def test_never_called_model_gets_gradcam_on_its_last_spatial_layer(x) -> None:
     exp = limelight.explain(model, x, "gradcam")  # was "no spatial layer"
     assert model.built and exp.params["layer"] == "act" and exp.values.shape == (2, 8, 8)
     assert wrapped.default_layer(x) == "act"
+    assert limelight.wrap(Subclassed()).default_layer(x) == "act"  # builds it too
     twin = limelight.explain(functional_twin(model), x, "gradcam")
     np.testing.assert_allclose(exp.values, twin.values, atol=1e-6)
     assert np.ptp(exp.values) > 0

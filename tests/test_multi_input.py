@@ -301,3 +301,57 @@ def test_shap_auto_and_the_models_untouched(data) -> None:
     assert model.training
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k])
+
+
+def test_torch_inputs_are_canonicalised_one_by_one(data) -> None:
+    """A 1-channel mask beside a 3-channel image: no "first convolution takes 3 channels"
+    refusal for the mask; each 4-D input becomes NHWC."""
+
+    class Masked(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.head = torch.nn.Linear(4, K)
+
+        def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return self.head((torch.relu(self.conv(image)) * mask).mean((2, 3)))
+
+    torch.manual_seed(0)
+    image, mask = nchw(data["image"]), torch.rand(N, 1, H, H)
+    x = limelight.wrap(Masked()).canonical({"image": image, "mask": mask})
+    assert x["image"].shape == (N, H, H, 3) and x["mask"].shape == (N, H, H, 1)
+    exp = limelight.explain(Masked(), {"image": image, "mask": mask}, "gradcam", explain_input="image")
+    assert exp.values.shape == (N, H, H)
+    deep = limelight.explain(Masked(), {"image": image, "mask": mask}, "shap-gradient", nsamples=8, seed=0,
+                             background={"image": image.flip(0), "mask": mask.flip(0)})
+    assert deep.values["mask"].shape == (N, H, H, 1)
+
+
+def test_keras_shap_auto_and_batches(data) -> None:
+    w = weights()
+    model = keras_two(w)
+    exp = limelight.explain(model, keras_inputs(data), "shap", background=keras_inputs(data, "bg_"))
+    assert exp.params["algorithm"] == "shap-deep"
+    small = limelight.explain(model, keras_inputs(data), "shap-deep", background=keras_inputs(data, "bg_"),
+                              batch_size=2)
+    for name in ("image", "meta"):
+        np.testing.assert_allclose(small.values[name], exp.values[name], atol=1e-5)
+    cam = limelight.explain(model, keras_inputs(data), "gradcam", batch_size=1)
+    ref = limelight.explain(TorchTwo(w), torch_inputs(data), "gradcam", batch_size=2)
+    np.testing.assert_allclose(cam.values, ref.values, atol=1e-5)
+
+
+def test_cam_explanations_of_several_inputs_draw_the_image_input(data) -> None:
+    pytest.importorskip("shap")
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    exp = limelight.explain(TorchTwo(weights()), torch_inputs(data), "gradcam")
+    assert list(exp.inputs) == ["image", "meta"]
+    shap_exp = exp.to_shap()
+    assert shap_exp.data.shape == (N, H, H, 3)
+    exp.plot(index=0)
+    meta = limelight.explain(TorchTwo(weights()), torch_inputs(data), "shap-deep",
+                             background=torch_inputs(data, "bg_"), explain_input="meta")
+    assert meta.to_shap().values.shape == (N, D, 1)

@@ -486,6 +486,7 @@ class KerasModel(Model):
                 )
             x = tf.zeros((1, *shape[1:]), tf.float32)
         x = self._tensor(x)
+        self._build(x)
         cache = model_cache(self.native)
         key = ("default layer", shapes(x))
         if key not in cache:

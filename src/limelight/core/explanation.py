@@ -6,14 +6,14 @@ import json
 import operator
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from .errors import FrameworkNotInstalledError, InputError, UnsupportedError
-from .inputs import leaves, map_inputs, names, rebuild, rows, several, take
+from .errors import FrameworkNotInstalledError, InputError, LimelightError, UnsupportedError
+from .inputs import leaves, map_inputs, names, rebuild, rows, several, spatial_input, take
 from .ops import displayable
 
 __all__ = ["Explanation"]
@@ -149,24 +149,24 @@ class Explanation:
         pixel values in [0, 1] (:func:`limelight.core.ops.displayable`), and ``output_names`` ``(N, K)``: ``output_names[class]`` when a sequence
         of class names is given, else ``"class {index}"``.
         """
-        self._one_input("to_shap()")
+        exp = self._one_input("to_shap()")
         try:
             import shap
         except ImportError as exc:
             raise FrameworkNotInstalledError("shap", extra="shap") from exc
-        n = len(self)
-        targets = self.targets.reshape(n, -1)
-        values = self.values if self.targets.ndim == 2 else self.values[..., None]
-        if self.values.ndim == 3 and self.targets.ndim == 1:  # (N, H, W) map: a channel axis
+        n = len(exp)
+        targets = exp.targets.reshape(n, -1)
+        values = exp.values if exp.targets.ndim == 2 else exp.values[..., None]
+        if exp.values.ndim == 3 and exp.targets.ndim == 1:  # (N, H, W) map: a channel axis
             values = values[:, :, :, None, :]
-        base = np.zeros(targets.shape) if self.base_values is None else self.base_values.reshape(n, -1)
+        base = np.zeros(targets.shape) if exp.base_values is None else exp.base_values.reshape(n, -1)
         names = np.array(
             [[str(output_names[t]) if output_names is not None else f"class {t}" for t in row] for row in targets]
         )
         return shap.Explanation(
             values=np.asarray(values),
             base_values=np.asarray(base),
-            data=None if self.inputs is None else displayable(self.inputs),
+            data=None if exp.inputs is None else displayable(exp.inputs),
             output_names=names,
         )
 
@@ -174,16 +174,24 @@ class Explanation:
         """A matplotlib figure of one sample or all (see :func:`limelight.viz.plot`)."""
         from ..viz import plot
 
-        self._one_input("plot()")
-        return plot(self, index=index, **kwargs)
+        return plot(self._one_input("plot()"), index=index, **kwargs)
 
-    def _one_input(self, what: str) -> None:
+    def _one_input(self, what: str) -> Explanation:
+        """This explanation with one input's values and inputs (a model fed several: the
+        input named by ``explain_input``, else the one image input; none if neither)."""
         if several(self.values):
             raise UnsupportedError(
                 f"{what} draws the values of one input; this explanation holds values for the "
                 f"inputs {', '.join(map(repr, names(self.values)))}. Explain one with "
                 "explain_input=<name or position>, or use exp.values[<input>]."
             )
+        if not several(self.inputs):
+            return self
+        try:
+            one = spatial_input(self.inputs, self.params.get("explain_input"))
+        except LimelightError:
+            one = None
+        return replace(self, inputs=one)
 
     # -- save / load -----------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
