@@ -48,7 +48,7 @@ from typing import Any, ParamSpec, TypeVar
 import numpy as np
 
 from ..core.arrays import check_batch, to_numpy_float32
-from ..core.cache import ProcessSetting, holding_model_lock, model_cache
+from ..core.cache import ProcessSetting, holding_model_lock, model_cache, model_lock
 from ..core.errors import (
     InputError,
     LayerError,
@@ -60,6 +60,7 @@ from ..core.errors import (
     no_deeplift_rule,
 )
 from ..core.hookspecs import hookimpl
+from ..core.inputs import concat, describe, from_user, leaves, map_inputs, rows, several, shapes, take
 from ..core.layers import pick_default_layer
 from ..core.lazy import LazyModule, import_triton_first
 from ..core.model import (
@@ -111,7 +112,8 @@ def _call(model: Any, inputs: Any) -> Any:
     """``model(inputs, training=False)``, shape errors turned into an InputError (see the
     module docstring)."""
     try:
-        return model(inputs, training=False)
+        # several inputs: a dict reaches the model's named inputs, a tuple its inputs in order
+        return model(list(inputs) if isinstance(inputs, tuple) else inputs, training=False)
     except LimelightError:
         raise
     except (ValueError, TypeError, tf.errors.InvalidArgumentError) as exc:
@@ -127,7 +129,7 @@ def _call(model: Any, inputs: Any) -> Any:
             raise
         message = lines[0]
         error = InputError(
-            f"the model's call failed on inputs of shape {batch_shape(inputs.shape)}; this model "
+            f"the model's call failed on inputs of shape {describe(inputs, lambda a: batch_shape(a.shape))}; this model "
             f"takes {_layout(model)}. {type(exc).__name__}: {message[:300]}"
         )
         error.framework_error = exc  # type: ignore[attr-defined]  # see _keeps_cause
@@ -213,8 +215,20 @@ def _tapped(layers: dict[str, Any], on_output: Callable[[str, Any], Any]) -> Ite
 
 
 def _spec(x: Any) -> Any:
-    """The input signature of a batch like ``x``: its shape with the batch axis free."""
+    """The input signature of a batch like ``x``: its shape with the batch axis free (several
+    inputs: the same structure of signatures)."""
+    if several(x):
+        return map_inputs(_spec, x)
     return tf.TensorSpec((None, *x.shape[1:]), x.dtype)
+
+
+def _hashable(key: Any) -> Any:
+    """A cache key with dicts (several inputs' signatures) as tuples of items."""
+    if isinstance(key, dict):
+        return ("dict", tuple((k, _hashable(v)) for k, v in key.items()))
+    if isinstance(key, tuple):
+        return tuple(_hashable(k) for k in key)
+    return key
 
 
 def _column_sums(scores: Any, columns: int) -> list[Any]:
@@ -241,7 +255,7 @@ def _whole(n: int, batch: slice) -> bool:
 
 
 def _cat(parts: list[Any]) -> Any:
-    return parts[0] if len(parts) == 1 else tf.concat(parts, axis=0)
+    return concat(parts, lambda p: tf.concat(p, axis=0))
 
 
 class KerasModel(Model):
@@ -265,7 +279,35 @@ class KerasModel(Model):
     # -- in and out --------------------------------------------------------------------------
     def canonical(self, inputs: Any) -> Any:
         """NHWC array or tensor (as the model is fed) -> a checked float32 tensor on the
-        model's device."""
+        model's device. Several inputs: a dict (keyed by the model's input names) or a tuple
+        (a list too, for a model with several inputs) gives the same structure (a list: a
+        tuple), each input made canonical on its own. A subclassed model never called is
+        built here, by one call on the first sample (as Keras builds on a first call)."""
+        x = from_user(inputs, self._canonical_one, lists=self._takes_several())
+        self._build(x)
+        return x
+
+    def _takes_several(self) -> bool:
+        """Whether the model declares several inputs."""
+        try:
+            declared = self.native.inputs
+        except (AttributeError, ValueError):  # subclassed or unbuilt models
+            return False
+        return isinstance(declared, list | tuple) and len(declared) > 1
+
+    def _build(self, x: Any) -> None:
+        """Build a model that was never called (a subclassed ``keras.Model``) by calling it
+        once on the first sample of ``x``: its weights are created as on any first call;
+        a built model is left as it is."""
+        if getattr(self.native, "built", True):
+            return
+        with model_lock(self.native):
+            if not self.native.built:
+                _call(self.native, take(x, slice(0, 1)))
+                self._device_name = None
+
+    def _canonical_one(self, inputs: Any) -> Any:
+        """One input of :meth:`canonical`."""
         if tf.is_tensor(inputs) or isinstance(inputs, tf.Variable):
             x = tf.convert_to_tensor(inputs)
             if not (x.dtype.is_floating or x.dtype.is_integer or x.dtype == tf.bool):
@@ -348,7 +390,10 @@ class KerasModel(Model):
 
     @staticmethod
     def _tensor(x: Any) -> Any:
-        """A batch as a float32 tensor (explainers pass tensors; NumPy is converted)."""
+        """A batch as a float32 tensor (explainers pass tensors; NumPy is converted); several
+        inputs keep their structure."""
+        if several(x):
+            return map_inputs(KerasModel._tensor, x)
         if not tf.is_tensor(x):
             return tf.convert_to_tensor(np.asarray(x, np.float32))
         return x if x.dtype == tf.float32 else tf.cast(x, tf.float32)
@@ -441,10 +486,11 @@ class KerasModel(Model):
                 )
             x = tf.zeros((1, *shape[1:]), tf.float32)
         x = self._tensor(x)
+        self._build(x)
         cache = model_cache(self.native)
-        key = ("default layer", tuple(x.shape[1:]))
+        key = ("default layer", shapes(x))
         if key not in cache:
-            cache[key] = self._default_from_trace(x[:1])
+            cache[key] = self._default_from_trace(take(x, slice(0, 1)))
         return cache[key]
 
     def _default_from_trace(self, x: Any) -> str:
@@ -468,6 +514,7 @@ class KerasModel(Model):
         """The tf.function for ``key``, built once per model; it reaches the model only
         through a weak reference, so the cache never keeps the model alive."""
         cache = model_cache(self.native)
+        key = _hashable(key)
         if key not in cache:
             cache[key] = build(weakref.ref(self.native))
         return cache[key]
@@ -512,7 +559,7 @@ class KerasModel(Model):
                 captured: list[Any] = []
                 with tf.GradientTape(watch_accessed_variables=False, persistent=columns > 1) as tape:
                     if path is None:
-                        tape.watch(inputs)
+                        tape.watch(leaves(inputs))
                         captured.append(inputs)
                         outputs = _call(_alive(ref), inputs)
                     else:
@@ -531,13 +578,13 @@ class KerasModel(Model):
                     outputs = _check_outputs(outputs)
                     sums = _column_sums(target.scores(xp, outputs, *data), columns)
                 grads = [tape.gradient(total, captured[0]) for total in sums]
-                if any(grad is None for grad in grads):
+                if any(g is None for grad in grads for g in leaves(grad)):
                     where = "the input" if path is None else f"layer {path!r}"
                     raise NotDifferentiableError(
                         f"the model's output does not depend differentiably on {where}; pick a "
                         "layer on the path to the output."
                     )
-                return outputs, captured[0], tf.stack(grads, axis=1)
+                return outputs, captured[0], map_inputs(lambda *g: tf.stack(g, axis=1), *grads)
 
             return gradient
 
@@ -552,15 +599,22 @@ class KerasModel(Model):
         def build(ref: weakref.ref[Any]) -> Any:
             @tf.function(input_signature=[spec, spec, data_specs], autograph=False)
             def deeplift(inputs: Any, references: Any, data: Any) -> Any:
-                both = tf.concat([inputs, references], 0)
-                n = tf.shape(inputs)[0]
+                both = map_inputs(lambda a, r: tf.concat([a, r], 0), inputs, references)
+                n = tf.shape(leaves(inputs)[0])[0]
                 with deeplift_rules():
                     with tf.GradientTape(watch_accessed_variables=False, persistent=columns > 1) as tape:
-                        tape.watch(both)
+                        tape.watch(leaves(both))
                         outputs = _check_outputs(_call(_alive(ref), both))[:n]
                         sums = _column_sums(target.scores(xp, outputs, *data), columns)
-                    grads = [tape.gradient(total, both)[:n] for total in sums]
-                return tf.stack(grads, axis=1)
+                    grads = [
+                        map_inputs(
+                            lambda g, a: (tf.zeros_like(a) if g is None else g)[:n],
+                            tape.gradient(total, both),
+                            both,
+                        )
+                        for total in sums
+                    ]
+                return map_inputs(lambda *g: tf.stack(g, axis=1), *grads)
 
             return deeplift
 
@@ -571,11 +625,12 @@ class KerasModel(Model):
         fn = self._forward_fn(_spec(x))
         shape = fn.get_concrete_function().structured_outputs.shape
         if shape[1] is None:
-            return int(fn(x[:1]).shape[1])
+            return int(fn(take(x, slice(0, 1))).shape[1])
         return int(shape[1])
 
     def _target_data(self, target: Target, like: Any) -> tuple[list[Any], tuple[Any, ...]]:
         """The target's per-sample data as tensors on ``like``'s device, and their specs."""
+        like = leaves(like)[0]
         data = [self.asarray(d, like=like) for d in target.data()]
         return data, tuple(_spec(d) for d in data)
 
@@ -585,8 +640,8 @@ class KerasModel(Model):
     def predict(self, x: Array, *, batch_size: int | None = None) -> Any:
         x = self._tensor(x)
         forward = self._forward_fn(_spec(x))
-        n = len(x)
-        return _cat([forward(x if _whole(n, b) else x[b]) for b in batches(n, batch_size)])
+        n = rows(x)
+        return _cat([forward(x if _whole(n, b) else take(x, b)) for b in batches(n, batch_size)])
 
     @holding_model_lock
     @_keeps_cause
@@ -594,8 +649,8 @@ class KerasModel(Model):
         x = self._tensor(x)
         path, obj = self._layer(layer)
         fn = self._activation_fn(_spec(x), path, obj)
-        n = len(x)
-        return _cat([fn(x if _whole(n, b) else x[b]) for b in batches(n, batch_size)])
+        n = rows(x)
+        return _cat([fn(x if _whole(n, b) else take(x, b)) for b in batches(n, batch_size)])
 
     @holding_model_lock
     @_keeps_cause
@@ -607,16 +662,18 @@ class KerasModel(Model):
         path, obj = self._layer(layer) if layer is not None else (None, None)
         data, data_specs = self._target_data(target, x)
         fn = self._gradient_fn(_spec(x), path, obj, target, data_specs)
-        n = len(x)
+        n = rows(x)
         outs, acts, grads = [], [], []
         for b in batches(n, batch_size):
             whole = _whole(n, b)
-            out, act, grad = fn(x if whole else x[b], tuple(d if whole else d[b] for d in data))
+            out, act, grad = fn(x if whole else take(x, b), tuple(d if whole else d[b] for d in data))
             outs.append(out)
             acts.append(act)
             grads.append(grad)
         gradients = _cat(grads)
-        return Gradients(_cat(outs), _cat(acts), gradients[:, 0] if target.single else gradients)
+        return Gradients(
+            _cat(outs), _cat(acts), map_inputs(lambda g: g[:, 0], gradients) if target.single else gradients
+        )
 
     # -- edited activations (Ablation-CAM) ---------------------------------------------------
     def _edit_fn(self, spec: Any, rows_spec: Any, path: str, layer: Any) -> Any:
@@ -743,10 +800,10 @@ class KerasModel(Model):
 
         spec = _spec(x)
         cache = model_cache(self.native)
-        key = ("deeplift unsupported", spec)
+        key = _hashable(("deeplift unsupported", spec))
         if key not in cache:
             graph = self._forward_fn(spec).get_concrete_function().graph
-            cache[key] = dict(unsupported_ops(graph, graph.inputs[0]))
+            cache[key] = dict(unsupported_ops(graph, graph.inputs[: len(leaves(x))]))
         return dict(cache[key])
 
     @holding_model_lock
@@ -769,11 +826,11 @@ class KerasModel(Model):
         target = target.check(self._num_outputs(x))
         data, data_specs = self._target_data(target, x)
         fn = self._deeplift_fn(_spec(x), target, data_specs)
-        n = len(x)
+        n = rows(x)
         parts = []
         for b in batches(n, batch_size):
             whole = _whole(n, b)
-            pair = (x, references) if whole else (x[b], references[b])
+            pair = (x, references) if whole else (take(x, b), take(references, b))
             parts.append(fn(*pair, tuple(d if whole else d[b] for d in data)))
         return _cat(parts)
 

@@ -44,8 +44,9 @@ QUOTIENTS = {"RealDiv", "Div", "DivNoNan"}
 
 
 def unsupported_ops(graph: Any, source: Any) -> dict[str, int]:
-    """Op types on the path from ``source`` (a graph tensor) that have no DeepLIFT rule."""
-    dependent = {source.name}
+    """Op types on the path from ``source`` (a graph tensor, or a list of them: a model's
+    several inputs) that have no DeepLIFT rule."""
+    dependent = {t.name for t in source} if isinstance(source, list | tuple) else {source.name}
     found: dict[str, int] = {}
     for op in graph.get_operations():  # creation order is a topological order
         tracked = [t for t in op.inputs if t.name in dependent]

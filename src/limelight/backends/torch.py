@@ -51,6 +51,8 @@ from ..core.cache import ProcessSetting, holding_model_lock, model_cache
 from ..core.errors import InputError, LayerError, LimelightError, NotDifferentiableError, no_deeplift_rule
 from ..core.explanation import owned
 from ..core.hookspecs import hookimpl
+from ..core.inputs import concat, describe, from_user, leaves, map_inputs, rebuild, several, shapes, take
+from ..core.inputs import rows as input_rows
 from ..core.layers import pick_default_layer
 from ..core.lazy import LazyModule
 from ..core.model import (
@@ -94,13 +96,24 @@ def _nhwc(t: Any) -> Any:
 
 
 def _column_gradients(scores: Any, wrt: Any) -> Iterator[Any]:
-    """Gradients of ``Σ_i scores[i, t]`` with respect to ``wrt``, one backward pass per
-    column ``t`` through one shared graph; None where ``wrt`` is not on the path."""
+    """Gradients of ``Σ_i scores[i, t]`` with respect to ``wrt`` (a tensor, or a tuple / dict
+    of them: gradients in that structure), one backward pass per column ``t`` through one
+    shared graph; None where ``wrt`` is not on the path."""
     columns = scores.shape[1]
     for t in range(columns):
         last = t == columns - 1
-        (grad,) = torch.autograd.grad(scores[:, t].sum(), wrt, allow_unused=True, retain_graph=not last)
-        yield grad
+        grads = torch.autograd.grad(scores[:, t].sum(), leaves(wrt), allow_unused=True, retain_graph=not last)
+        yield rebuild(wrt, list(grads))
+
+
+def _feed(native: Any, fed: Any) -> Any:
+    """Call the model on ``fed``: a tensor, a tuple (positional arguments) or a dict
+    (keyword arguments)."""
+    if isinstance(fed, dict):
+        return native(**fed)
+    if isinstance(fed, tuple):
+        return native(*fed)
+    return native(fed)
 
 
 
@@ -292,9 +305,17 @@ class TorchModel(Model):
         return array_api_compat.torch
 
     # -- in and out --------------------------------------------------------------------------
-    def canonical(self, inputs: Any) -> torch_types.Tensor:
+    def canonical(self, inputs: Any) -> Any:
         """NCHW tensor or array (as the model is fed) -> a checked NHWC view on the model's
-        device, in the model's floating dtype (converted only when it differs)."""
+        device, in the model's floating dtype (converted only when it differs). A tuple
+        (positional arguments of ``forward``) or a dict (keyword arguments) of inputs gives
+        the same structure of canonical inputs, each made canonical on its own."""
+        if several(inputs):  # the first Conv2d's channels say nothing about each input
+            return from_user(inputs, lambda one: self._canonical_one(one, check_channels=False))
+        return self._canonical_one(inputs)
+
+    def _canonical_one(self, inputs: Any, *, check_channels: bool = True) -> torch_types.Tensor:
+        """One input of :meth:`canonical`."""
         device, dtype = self._device_dtype()
         if isinstance(inputs, torch.Tensor):
             tensor = inputs.detach()
@@ -303,7 +324,7 @@ class TorchModel(Model):
         if not tensor.is_floating_point():
             tensor = tensor.to(torch.float32)
         check_batch(self.xp, tensor, self.to_numpy)
-        expected = self._input_channels()
+        expected = self._input_channels() if check_channels else None
         if expected is not None:
             if tensor.ndim == 3:
                 raise InputError(
@@ -399,11 +420,12 @@ class TorchModel(Model):
                 break
         return torch.contiguous_format
 
-    def _to_native(self, x: torch_types.Tensor) -> torch_types.Tensor:
+    def _to_native(self, x: Any) -> Any:
         """Canonical NHWC (a view of the user's tensor or an explainer's array) -> a fresh NCHW
         tensor in the model's memory format: a model that edits its input in place
-        (``ReLU(inplace=True)`` first, ``x.sub_(mean)``) never touches the user's tensor."""
-        return self._copy(_nchw(x))
+        (``ReLU(inplace=True)`` first, ``x.sub_(mean)``) never touches the user's tensor.
+        Several inputs: the same structure of such tensors."""
+        return map_inputs(lambda a: self._copy(_nchw(a)), x)
 
     def _copy(self, native: torch_types.Tensor) -> torch_types.Tensor:
         """A fresh copy of an NCHW (or flat) tensor in the model's memory format."""
@@ -447,9 +469,9 @@ class TorchModel(Model):
         if cache.get("modules") != modules:  # the architecture changed: forget what was traced
             cache.clear()
             cache["modules"] = modules
-        key = ("default layer", tuple(x.shape[1:]))
+        key = ("default layer", shapes(x))
         if key not in cache:
-            cache[key] = self._trace_default_layer(x[:1])
+            cache[key] = self._trace_default_layer(take(x, slice(0, 1)))
         return cache[key]
 
     def _trace_default_layer(self, x: Array) -> str:
@@ -497,7 +519,7 @@ class TorchModel(Model):
             message = text.splitlines()[0] if text else ""
             if not SHAPE_WORDS.search(message):
                 raise
-            shape = batch_shape(getattr(fed, "shape", fed))
+            shape = describe(fed, lambda a: batch_shape(getattr(a, "shape", a)))
             raise InputError(
                 f"the model's forward failed on inputs of shape {shape}; this model takes "
                 f"{self._layout()}. {type(exc).__name__}: {message[:300]}"
@@ -516,7 +538,7 @@ class TorchModel(Model):
     def _forward(self, x: Array, *, grad: bool) -> torch_types.Tensor:
         fed = self._to_native(x)
         with self._eval_mode(), torch.set_grad_enabled(grad), self._forward_errors(fed):
-            out = self.native(fed)
+            out = _feed(self.native, fed)
         return self._check_outputs(out)
 
     @staticmethod
@@ -535,7 +557,7 @@ class TorchModel(Model):
 
     @holding_model_lock
     def predict(self, x: Array, *, batch_size: int | None = None) -> torch_types.Tensor:
-        outs = [self._forward(x[batch], grad=False) for batch in batches(len(x), batch_size)]
+        outs = [self._forward(take(x, batch), grad=False) for batch in batches(input_rows(x), batch_size)]
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     @contextlib.contextmanager
@@ -572,9 +594,9 @@ class TorchModel(Model):
     def activations(self, x: Array, layer: str, *, batch_size: int | None = None) -> torch_types.Tensor:
         name, module = self._module(layer)
         parts = []
-        for batch in batches(len(x), batch_size):
+        for batch in batches(input_rows(x), batch_size):
             with self._capture(module, name, grad=False) as store:
-                self._forward(x[batch], grad=False)
+                self._forward(take(x, batch), grad=False)
             parts.append(_nhwc(self._captured(store, name)))
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
@@ -595,13 +617,13 @@ class TorchModel(Model):
     ) -> Gradients:
         named = self._module(layer) if layer is not None else None
         outs, acts, grads = [], [], []
-        for batch in batches(len(x), batch_size):
-            out, act, grad = self._gradients_batch(x[batch], target, batch, named)
+        for batch in batches(input_rows(x), batch_size):
+            out, act, grad = self._gradients_batch(take(x, batch), target, batch, named)
             outs.append(out)
             acts.append(act)
             grads.append(grad)
-        parts = [p[0] if len(p) == 1 else torch.cat(p) for p in (outs, acts, grads)]
-        gradients = parts[2][:, 0] if target.single else parts[2]
+        parts = [concat(p, torch.cat) for p in (outs, acts, grads)]
+        gradients = map_inputs(lambda g: g[:, 0], parts[2]) if target.single else parts[2]
         return Gradients(parts[0], parts[1], gradients)
 
     @staticmethod
@@ -623,15 +645,16 @@ class TorchModel(Model):
                 with torch.enable_grad():
                     # the leaf is a view of x; the model gets a copy, so in-place ops in
                     # forward() modify neither x nor a leaf autograd must keep intact
-                    activation = _nchw(x).detach().requires_grad_(True)
-                    fed = self._copy(activation)
-                    with self._input_conv_mode(fed), self._forward_errors(fed):
-                        out = self._check_outputs(self.native(fed))
+                    activation = map_inputs(lambda a: _nchw(a).detach().requires_grad_(True), x)
+                    fed = map_inputs(self._copy, activation)
+                    conv_mode = contextlib.nullcontext() if several(fed) else self._input_conv_mode(fed)
+                    with conv_mode, self._forward_errors(fed):
+                        out = self._check_outputs(_feed(self.native, fed))
             else:
                 fed = self._to_native(x)
                 with torch.no_grad(), self._capture(named[1], named[0], grad=True) as store:
                     with self._forward_errors(fed):
-                        out = self._check_outputs(self.native(fed))
+                        out = self._check_outputs(_feed(self.native, fed))
                 activation = self._captured(store, named[0])
         if not out.requires_grad:
             raise NotDifferentiableError(
@@ -643,13 +666,14 @@ class TorchModel(Model):
             scores = self._scores(target, out, rows)
         grads = []
         for grad in _column_gradients(scores, activation):
-            if grad is None:
+            if any(g is None for g in leaves(grad)):
                 raise NotDifferentiableError(
                     f"the model's output does not depend on {where}; pick a layer on the path "
                     "to the output."
                 )
-            grads.append(_nhwc(grad))
-        return out.detach(), _nhwc(activation.detach()), torch.stack(grads, dim=1)
+            grads.append(map_inputs(_nhwc, grad))
+        stacked = map_inputs(lambda *g: torch.stack(g, dim=1), *grads)
+        return out.detach(), map_inputs(lambda a: _nhwc(a.detach()), activation), stacked
 
     # -- edited activations (Ablation-CAM) ---------------------------------------------------
     @holding_model_lock
@@ -832,20 +856,25 @@ class TorchModel(Model):
     def _deeplift_forward(self, x: Array, references: Array) -> tuple[Any, Any, dict[str, int]]:
         from .torch_deeplift import DeepLiftMode
 
-        both = torch.cat([_nchw(x), _nchw(references)])
-        if both.ndim == 4:
-            both = both.contiguous(memory_format=self._memory_format())
-        leaf = both.detach().requires_grad_(True)
+        def pair(a: Any, r: Any) -> Any:
+            both = torch.cat([_nchw(a), _nchw(r)])
+            if both.ndim == 4:
+                both = both.contiguous(memory_format=self._memory_format())
+            return both.detach().requires_grad_(True)
+
+        leaf = map_inputs(pair, x, references)
         mode = DeepLiftMode()
-        with torch.enable_grad(), mode, self._forward_errors(tuple(_nchw(x).shape)):
-            out = self._check_outputs(self.native(leaf.clone()))  # in-place ops stay off the leaf
+        with torch.enable_grad(), mode, self._forward_errors(map_inputs(_nchw, x)):
+            # in-place ops stay off the leaf
+            out = self._check_outputs(_feed(self.native, map_inputs(lambda a: a.clone(), leaf)))
         return leaf, out, mode.unsupported
 
     @holding_model_lock
     def deeplift_unsupported(self, x: Array) -> list[str]:
         """Operations on the input's path that DeepLIFT has no rule for (empty: all fine)."""
         with self._eval_mode():
-            _, _, unsupported = self._deeplift_forward(x[:1], x[:1])
+            first = take(x, slice(0, 1))
+            _, _, unsupported = self._deeplift_forward(first, first)
         return sorted(unsupported)
 
     @holding_model_lock
@@ -854,17 +883,22 @@ class TorchModel(Model):
     ) -> torch_types.Tensor:
         """DeepLIFT rescale multipliers ``(n, T, ...)`` of ``target``'s scores for each pair
         ``(x[i], references[i])``: ``Σ m ⊙ (x - r) = score(x) - score(r)`` per column."""
-        parts = [self._deeplift_batch(x[b], references[b], target, b) for b in batches(len(x), batch_size)]
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+        parts = [
+            self._deeplift_batch(take(x, b), take(references, b), target, b) for b in batches(input_rows(x), batch_size)
+        ]
+        return concat(parts, torch.cat)
 
     def _deeplift_batch(self, x: Array, references: Array, target: Target, rows: slice) -> torch_types.Tensor:
         with self._eval_mode():
             leaf, out, unsupported = self._deeplift_forward(x, references)
             if unsupported:
                 raise no_deeplift_rule(unsupported)
-            n = len(x)
+            n = len(out) // 2
             target = target.check(out.shape[1])
             with torch.enable_grad():
                 scores = self._scores(target, out[:n], rows)
-            grads = [_nhwc(grad[:n]) for grad in _column_gradients(scores, leaf)]
-        return torch.stack(grads, dim=1)
+            grads = [
+                map_inputs(lambda g, a: _nhwc((torch.zeros_like(a) if g is None else g)[:n]), grad, leaf)
+                for grad in _column_gradients(scores, leaf)
+            ]
+        return map_inputs(lambda *g: torch.stack(g, dim=1), *grads)

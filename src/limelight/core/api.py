@@ -47,7 +47,10 @@ def explain(
         model: a native model (torch ``nn.Module`` taking NCHW, Keras model taking NHWC) or a
             :class:`Model`.
         inputs: a batch as the model is fed: a torch tensor / array in NCHW for torch, an
-            array in NHWC for Keras; ``(N, D)`` for flat inputs.
+            array in NHWC for Keras; ``(N, D)`` for flat inputs. A model fed several inputs
+            takes a tuple (torch: positional arguments; Keras: inputs in order, a list too)
+            or a dict (torch: keyword arguments; Keras: named inputs); ``values`` come back in
+            the same structure, and ``background=`` is given in it too.
         method: a registered explainer name (see :func:`explainers`).
         targets: None (each sample's predicted class), an int, one int per sample,
             ``(N, T)`` ints for methods that explain several outputs at once (SHAP), or a
@@ -56,8 +59,10 @@ def explain(
             ``wrap(model).layers()``, or a layer object); None picks the method's default.
         batch_size: samples per framework call; None processes the batch at once (SHAP
             methods: 50).
-        **params: method-specific parameters (see the method's ``defaults``), and
-            ``precision`` (``"auto"``, ``"highest"``: TF32 off, ``"default"``: your global
+        **params: method-specific parameters (see the method's ``defaults``),
+            ``explain_input`` (several inputs: the dict key or tuple position of the one input
+            to explain; SHAP methods then attribute it alone, the others held at each
+            sample's values, and CAM maps are sized by it), and ``precision`` (``"auto"``, ``"highest"``: TF32 off, ``"default"``: your global
             setting), recorded in ``params``.
 
     Returns:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -11,6 +11,7 @@ import numpy as np
 
 from .errors import ParameterError, UnsupportedError
 from .explanation import Explanation, owned
+from .inputs import map_inputs, rows, select, several
 from .model import PRECISIONS, Array, Model, check_batch_size
 from .targets import Classes, Target, TargetsLike, resolve_target
 
@@ -26,7 +27,9 @@ class Explainer(abc.ABC):
     :meth:`explain`. The constructor rejects unknown parameters and a backend that lacks a
     required capability before any work is done. Every explainer also accepts
     ``precision`` (see :data:`~limelight.core.model.PRECISIONS`); methods whose
-    correctness needs full precision set :attr:`full_precision`.
+    correctness needs full precision set :attr:`full_precision`. ``explain_input`` (the
+    input to explain of a model fed several: a dict key or a tuple position) is accepted by
+    every explainer and used by those that take several inputs (:meth:`handles_several`).
     """
 
     #: The registered name, e.g. ``"gradcam"``.
@@ -40,11 +43,15 @@ class Explainer(abc.ABC):
     #: Whether ``precision="auto"`` means ``"highest"`` (TF32 off) for this method.
     full_precision: ClassVar[bool] = False
 
+    #: Whether :meth:`explain` takes several inputs (a tuple or dict of canonical arrays);
+    #: by default, the methods that accept ``explain_input`` (see :meth:`handles_several`).
+    several_inputs: ClassVar[bool | None] = None
+
     #: During :meth:`__call__`: the inputs and their prefetched host copy.
-    _inputs: tuple[Array, Callable[[], np.ndarray]] | None = None
+    _inputs: tuple[Array, Any] | None = None
 
     def __init__(self, model: Model, *, batch_size: int | None = None, **params: Any) -> None:
-        unknown = sorted(set(params) - set(self.defaults) - {"precision"})
+        unknown = sorted(set(params) - set(self.defaults) - {"precision", "explain_input"})
         if unknown:
             accepted = ", ".join(sorted({*self.defaults, "precision"}))
             raise ParameterError(
@@ -63,6 +70,8 @@ class Explainer(abc.ABC):
             precision = "highest" if self.full_precision else "default"
         self.model = model
         self.batch_size = check_batch_size(batch_size)
+        if params.get("explain_input", 0) is None and "explain_input" not in self.defaults:
+            del params["explain_input"]  # recorded only where given or where a method declares it
         self.params: dict[str, Any] = {**self.defaults, **params, "precision": precision}
 
     @abc.abstractmethod
@@ -74,12 +83,29 @@ class Explainer(abc.ABC):
         """``targets=`` as a user gives it, resolved for ``n`` samples and this method."""
         return resolve_target(targets, n, multi=self.multi_target, method=repr(self.name))
 
+    @classmethod
+    def handles_several(cls) -> bool:
+        """Whether this method explains models fed several inputs."""
+        return cls.several_inputs if cls.several_inputs is not None else "explain_input" in cls.defaults
+
     def __call__(self, x: Array, targets: TargetsLike = None) -> Explanation:
-        """Explain canonical ``x`` under this explainer's precision policy."""
-        target = self.target(targets, int(x.shape[0]))
+        """Explain canonical ``x`` (one array, or a tuple / dict of them for a model fed
+        several inputs) under this explainer's precision policy."""
+        if several(x) and not self.handles_several():
+            from .registry import registry
+
+            able = [name for name, cls in registry.explainers().items() if cls.handles_several()]
+            raise UnsupportedError(
+                f"explainer {self.name!r} explains models fed one input; these inputs are a "
+                f"{type(x).__name__} of several. Methods that take several inputs: "
+                f"{', '.join(able) or 'none'}."
+            )
+        if self.params.get("explain_input") is not None:
+            select(x, self.params["explain_input"])  # a wrong name fails before any work
+        target = self.target(targets, rows(x))
         # the inputs' trip to the host starts now and overlaps the work (where the backend
         # copies asynchronously); result() collects it
-        self._inputs = (x, self.model.prefetch(x))
+        self._inputs = (x, map_inputs(self.model.prefetch, x))  # one copy per input
         try:
             with self.model.precision(self.params["precision"]):
                 return self.explain(x, target)
@@ -130,11 +156,11 @@ class Explainer(abc.ABC):
             return owned(self.model.to_numpy(a), dtype)
 
         xp = self.xp
-        if values.dtype != xp.float32:  # cast on the device: only float32 crosses
-            values = xp.astype(values, xp.float32)
+        # cast on the device: only float32 crosses
+        values = map_inputs(lambda v: v if v.dtype == xp.float32 else xp.astype(v, xp.float32), values)
         return Explanation(
             method=self.name,
-            values=host(values, np.float32),
+            values=map_inputs(lambda v: host(v, np.float32), values),
             targets=host(classes, np.int64),
             outputs=host(outputs, np.float32),
             inputs=self._host_inputs(x),
@@ -146,8 +172,8 @@ class Explainer(abc.ABC):
     def _host_inputs(self, x: Array) -> np.ndarray:
         prefetched = self._inputs
         if prefetched is not None and prefetched[0] is x:
-            return prefetched[1]()
-        return owned(self.model.to_numpy(x))
+            return map_inputs(lambda fetch: fetch(), prefetched[1])
+        return map_inputs(lambda a: owned(self.model.to_numpy(a)), x)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} on {self.model!r}>"

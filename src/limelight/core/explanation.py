@@ -6,13 +6,14 @@ import json
 import operator
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from .errors import FrameworkNotInstalledError, InputError
+from .errors import FrameworkNotInstalledError, InputError, LimelightError, UnsupportedError
+from .inputs import leaves, map_inputs, names, rebuild, rows, several, spatial_input, take
 from .ops import displayable
 
 __all__ = ["Explanation"]
@@ -28,6 +29,15 @@ def _frozen_array(a: Any, dtype: Any = None) -> np.ndarray:
     arr = np.array(a, dtype=dtype, copy=True)
     arr.setflags(write=False)
     return arr
+
+
+def _frozen(a: Any, dtype: Any = None) -> Any:
+    """:func:`_frozen_array` of one array, or of each array of a tuple / dict of them (a dict
+    becomes a read-only mapping)."""
+    if not several(a):
+        return _frozen_array(a, dtype)
+    frozen = map_inputs(lambda v: _frozen_array(v, dtype), a)
+    return MappingProxyType(frozen) if isinstance(frozen, dict) else frozen
 
 
 def owned(a: Any, dtype: Any = None) -> np.ndarray:
@@ -49,6 +59,12 @@ class Explanation:
         targets: ``(N,)`` int64, the explained output per sample; ``(N, T)`` for several.
         outputs: ``(N, K)`` float32, the model's outputs.
         inputs: the canonical inputs ``(N, H, W, C)``, if kept.
+
+    A model fed several inputs (a tuple or a dict) gives ``values`` (and ``inputs``) in the
+    same structure: a tuple of arrays in order, or a read-only mapping keyed by input name,
+    each array shaped as for a model fed that input alone (``explain_input=`` gives one array).
+    Indexing slices every array; :meth:`save` / :meth:`load` keep the structure;
+    :meth:`to_shap` and :meth:`plot` take one input's values (``explain_input=``).
         base_values: ``(N,)`` (or ``(N, T)``) expected output of each explained target for
             additive methods (SHAP): ``values`` sum to ``outputs - base_values``.
         params: the explainer's parameters, a read-only mapping (JSON-serializable values
@@ -62,31 +78,35 @@ class Explanation:
     """
 
     method: str
-    values: np.ndarray
+    values: Any  # np.ndarray, or a tuple / read-only mapping of them (several inputs)
     targets: np.ndarray
     outputs: np.ndarray
-    inputs: np.ndarray | None = None
+    inputs: Any = None
     base_values: np.ndarray | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     framework: str | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "values", _frozen_array(self.values))
+        set_(self, "values", _frozen(self.values))
         set_(self, "targets", _frozen_array(self.targets, np.int64))
         set_(self, "outputs", _frozen_array(self.outputs, np.float32))
         for name in ("inputs", "base_values"):
             if getattr(self, name) is not None:
-                set_(self, name, _frozen_array(getattr(self, name)))
+                set_(self, name, _frozen(getattr(self, name)))
         set_(self, "params", MappingProxyType(dict(self.params)))
-        n = self.values.shape[0] if self.values.ndim else -1
+        counts = {a.shape[0] if a.ndim else -1 for a in leaves(self.values)}
+        if len(counts) != 1:
+            raise InputError(f"values of the inputs {names(self.values)} have different numbers of samples")
+        (n,) = counts
+        shape = _shape_text(self.values)
         if self.targets.ndim not in (1, 2) or self.targets.shape[0] != n:
-            raise InputError(f"targets shape {self.targets.shape} does not match values {self.values.shape}")
+            raise InputError(f"targets shape {self.targets.shape} does not match values {shape}")
         if self.outputs.ndim != 2 or self.outputs.shape[0] != n:
-            raise InputError(f"outputs shape {self.outputs.shape} does not match values {self.values.shape}")
+            raise InputError(f"outputs shape {self.outputs.shape} does not match values {shape}")
 
     def __len__(self) -> int:
-        return int(self.values.shape[0])
+        return rows(self.values)
 
     def __getitem__(self, index: int | slice) -> Explanation:
         """The explanation of a subset of samples (``exp[0]`` keeps a batch axis of 1;
@@ -108,13 +128,16 @@ class Explanation:
         kwargs = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in _ARRAYS:
             if kwargs[name] is not None:
-                kwargs[name] = kwargs[name][idx]
+                kwargs[name] = take(kwargs[name], idx)
         return Explanation(**kwargs)
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle and copy support (``params`` is a read-only mapping proxy)."""
         kwargs = {f.name: getattr(self, f.name) for f in fields(self)}
         kwargs["params"] = dict(self.params)
+        for name in ("values", "inputs"):
+            if isinstance(kwargs[name], Mapping):
+                kwargs[name] = dict(kwargs[name])
         return (_rebuild, (type(self), kwargs))
 
     # -- shap interop --------------------------------------------------------------------
@@ -126,23 +149,24 @@ class Explanation:
         pixel values in [0, 1] (:func:`limelight.core.ops.displayable`), and ``output_names`` ``(N, K)``: ``output_names[class]`` when a sequence
         of class names is given, else ``"class {index}"``.
         """
+        exp = self._one_input("to_shap()")
         try:
             import shap
         except ImportError as exc:
             raise FrameworkNotInstalledError("shap", extra="shap") from exc
-        n = len(self)
-        targets = self.targets.reshape(n, -1)
-        values = self.values if self.targets.ndim == 2 else self.values[..., None]
-        if self.values.ndim == 3 and self.targets.ndim == 1:  # (N, H, W) map: a channel axis
+        n = len(exp)
+        targets = exp.targets.reshape(n, -1)
+        values = exp.values if exp.targets.ndim == 2 else exp.values[..., None]
+        if exp.values.ndim == 3 and exp.targets.ndim == 1:  # (N, H, W) map: a channel axis
             values = values[:, :, :, None, :]
-        base = np.zeros(targets.shape) if self.base_values is None else self.base_values.reshape(n, -1)
+        base = np.zeros(targets.shape) if exp.base_values is None else exp.base_values.reshape(n, -1)
         names = np.array(
             [[str(output_names[t]) if output_names is not None else f"class {t}" for t in row] for row in targets]
         )
         return shap.Explanation(
             values=np.asarray(values),
             base_values=np.asarray(base),
-            data=None if self.inputs is None else displayable(self.inputs),
+            data=None if exp.inputs is None else displayable(exp.inputs),
             output_names=names,
         )
 
@@ -150,16 +174,44 @@ class Explanation:
         """A matplotlib figure of one sample or all (see :func:`limelight.viz.plot`)."""
         from ..viz import plot
 
-        return plot(self, index=index, **kwargs)
+        return plot(self._one_input("plot()"), index=index, **kwargs)
+
+    def _one_input(self, what: str) -> Explanation:
+        """This explanation with one input's values and inputs (a model fed several: the
+        input named by ``explain_input``, else the one image input; none if neither)."""
+        if several(self.values):
+            raise UnsupportedError(
+                f"{what} draws the values of one input; this explanation holds values for the "
+                f"inputs {', '.join(map(repr, names(self.values)))}. Explain one with "
+                "explain_input=<name or position>, or use exp.values[<input>]."
+            )
+        if not several(self.inputs):
+            return self
+        try:
+            one = spatial_input(self.inputs, self.params.get("explain_input"))
+        except LimelightError:
+            one = None
+        return replace(self, inputs=one)
 
     # -- save / load -----------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write to a compressed ``.npz`` file (arrays + JSON metadata); no pickling."""
-        arrays = {name: getattr(self, name) for name in _ARRAYS if getattr(self, name) is not None}
+        arrays: dict[str, Any] = {}
+        structure: dict[str, Any] = {}
+        for name in _ARRAYS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if several(value):  # one entry per input, "values.0", "values.1", ...
+                structure[name] = {"keys": names(value), "dict": isinstance(value, Mapping)}
+                arrays.update({f"{name}.{i}": a for i, a in enumerate(leaves(value))})
+            else:
+                arrays[name] = value
         meta = {
             "method": self.method,
             "framework": self.framework,
             "params": {k: v for k, v in self.params.items() if _jsonable(v)},
+            "inputs_structure": structure,
         }
         np.savez_compressed(path, __meta__=np.array(json.dumps(meta)), **arrays)
 
@@ -168,12 +220,22 @@ class Explanation:
         """Read an explanation written by :meth:`save`."""
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["__meta__"]))
-            arrays = {name: data[name] for name in _ARRAYS if name in data.files}
+            arrays: dict[str, Any] = {name: data[name] for name in _ARRAYS if name in data.files}
+            for name, spec in meta.get("inputs_structure", {}).items():
+                parts = [data[f"{name}.{i}"] for i in range(len(spec["keys"]))]
+                like: Any = dict.fromkeys(spec["keys"]) if spec["dict"] else tuple(spec["keys"])
+                arrays[name] = rebuild(like, parts)
         return cls(method=meta["method"], framework=meta["framework"], params=meta["params"], **arrays)
 
 
 def _rebuild(cls: type[Explanation], kwargs: dict[str, Any]) -> Explanation:
     return cls(**kwargs)
+
+
+def _shape_text(values: Any) -> str:
+    if not several(values):
+        return str(values.shape)
+    return str({k: a.shape for k, a in zip(names(values), leaves(values), strict=True)})
 
 
 def _jsonable(value: Any) -> bool:

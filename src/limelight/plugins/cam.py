@@ -28,6 +28,7 @@ from ..core.errors import LayerError
 from ..core.explainer import Explainer
 from ..core.explanation import Explanation
 from ..core.hookspecs import hookimpl
+from ..core.inputs import spatial_input
 from ..core.model import Array, Model, SupportsGradients, SupportsLayers
 from ..core.ops import minmax_normalize
 from ..core.targets import Target
@@ -82,6 +83,8 @@ class CAMExplainer(Explainer):
 
     defaults = MappingProxyType({"layer": None, "relu": True, "upsample": True, "normalize": True})
     requires: ClassVar[tuple[type, ...]] = (SupportsGradients, SupportsLayers)
+    #: several inputs: maps sized by the one image input (or ``explain_input``'s)
+    several_inputs = True
 
     @abc.abstractmethod
     def cam(self, activations: Array, gradients: Array) -> Array:
@@ -91,6 +94,7 @@ class CAMExplainer(Explainer):
     def explain(self, x: Array, target: Target) -> Explanation:
         model, xp = self.model, self.xp
         assert isinstance(model, SupportsLayers)
+        image = spatial_input(x, self.params.get("explain_input"))
         layer = self.params["layer"]
         layer = model.default_layer(x) if layer is None else model.resolve_layer(layer)
         activations, gradients, outputs = self.layer_arrays(x, target, layer)
@@ -100,7 +104,7 @@ class CAMExplainer(Explainer):
             xp.astype(activations, xp.float32, copy=False),
             None if gradients is None else xp.astype(gradients, xp.float32, copy=False),
         )
-        maps = postprocess(model, maps, x, **{k: self.params[k] for k in ("relu", "upsample", "normalize")})
+        maps = postprocess(model, maps, image, **{k: self.params[k] for k in ("relu", "upsample", "normalize")})
         return self.result(x, maps, self.classes(target, outputs), outputs, layer=layer)
 
     def layer_arrays(self, x: Array, target: Target, layer: str) -> tuple[Array, Array | None, Array]:

@@ -12,6 +12,14 @@ when ``(N, T)`` targets are explained); positive values push the explained outpu
   calls only :meth:`Model.predict`.
 * ``shap``: ``shap-deep`` where the backend and the model's operations allow it, else
   ``shap-gradient``.
+
+Several inputs (a tuple or dict, see :mod:`limelight.core.inputs`): ``shap-gradient``,
+``shap-deep`` and ``shap`` attribute every input (values in the inputs' structure; values
+summed over all inputs meet completeness), given ``background=`` in the same structure.
+``explain_input=`` (a dict key or tuple position) attributes that input only, the others
+held at each sample's own values: they are never interpolated towards (expected gradients)
+or replaced by (DeepSHAP) the background, so ``base_values`` are then each sample's mean
+output with only that input taken from the background, and ``values`` one array.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from ..core.errors import FrameworkNotInstalledError, InputError, ParameterError
 from ..core.explainer import Explainer
 from ..core.explanation import Explanation
 from ..core.hookspecs import hookimpl
+from ..core.inputs import describe, get, leaves, map_inputs, names, rebuild, rows, select, several, shapes
 from ..core.model import Array, SupportsDeepLift, SupportsGradients
 from ..core.targets import Target
 
@@ -55,20 +64,38 @@ def _checked_background(explainer: Explainer, x: Array) -> Array:
             f"{explainer.name} needs background=: a batch of reference inputs, given the way "
             "you feed the model (e.g. 50-100 training images)."
         )
+    if several(x) and (
+        not isinstance(given, tuple | list | dict)
+        or isinstance(given, dict) != isinstance(x, dict)
+        or (isinstance(given, dict) and set(given) != set(x))
+        or (not isinstance(given, dict) and len(given) != len(x))
+    ):
+        raise InputError(
+            f"the model is fed several inputs ({', '.join(map(repr, names(x)))}); give "
+            "background= in the same structure: a "
+            + ("dict with the same keys" if isinstance(x, dict) else f"tuple of {len(x)}")
+            + ", one batch of reference rows per input."
+        )
+    if isinstance(x, tuple) and isinstance(given, list):
+        given = tuple(given)
+    shape_of = (lambda a: str(tuple(a.shape)))  # noqa: E731
     try:
         bg = explainer.model.canonical(given)
     except InputError as exc:  # the backend names what it checks "inputs"
         message = re.sub(r"^inputs\b", "background rows", str(exc))
         raise InputError(
             f"{message} (background= is checked like the inputs, whose canonical channels-last "
-            f"shape is {tuple(x.shape)})"
+            f"shape is {describe(x, shape_of)})"
         ) from exc
-    if tuple(bg.shape[1:]) != tuple(x.shape[1:]):
+    if several(bg) and isinstance(x, dict):
+        bg = {k: bg[k] for k in x}  # the inputs' order
+    if shapes(bg) != shapes(x):
         raise InputError(
-            f"background= samples have shape {tuple(bg.shape[1:])} but the inputs' have shape "
-            f"{tuple(x.shape[1:])} (canonical channels-last layout; background "
-            f"{tuple(bg.shape)}, inputs {tuple(x.shape)}): give a background of the same "
-            "size and channels as the inputs, fed the same way."
+            f"background= samples have shape {describe(bg, lambda a: str(tuple(a.shape[1:])))} but "
+            f"the inputs' have shape {describe(x, lambda a: str(tuple(a.shape[1:])))} (canonical "
+            f"channels-last layout; background {describe(bg, shape_of)}, inputs "
+            f"{describe(x, shape_of)}): give a background of the same size and channels as the "
+            "inputs, fed the same way."
         )
     return bg
 
@@ -82,6 +109,13 @@ class _ShapExplainer(Explainer):
     """
 
     multi_target = True
+    several_inputs = True
+
+    def attributed(self, x: Array) -> list[Any]:
+        """The keys of the inputs to attribute (see :mod:`limelight.core.inputs`): the one
+        named by ``explain_input``, else all (``[0]`` for one array)."""
+        which = self.params.get("explain_input")
+        return names(x) if which is None else [select(x, which)]
 
     def size(self) -> int:
         """Samples per framework call: ``explain(..., batch_size=)``, else :data:`BATCH_SIZE`."""
@@ -92,12 +126,34 @@ class _ShapExplainer(Explainer):
         against the canonical inputs ``x`` (see :func:`_checked_background`)."""
         return _checked_background(self, x)
 
-    def base_values(self, bg: Array, classes: np.ndarray) -> Array:
-        """Mean output over the background for each explained class: ``(N, T)`` on the device."""
-        xp = self.xp
-        mean = xp.mean(xp.astype(self.model.predict(bg, batch_size=self.size()), xp.float64), axis=0)
-        index = self.model.asarray(classes.reshape(-1))
-        return xp.reshape(xp.take(mean, index, axis=0), classes.shape)
+    def base_values(self, bg: Array, classes: np.ndarray, x: Array = None) -> Array:
+        """Mean output over the background for each explained class: ``(N, T)`` on the device.
+        With ``explain_input`` on several inputs ``x``: per sample, the mean output over the
+        background rows of that input, the other inputs at the sample's values."""
+        xp, model = self.xp, self.model
+        held = x is not None and several(x) and self.params.get("explain_input") is not None
+        if not held:
+            mean = xp.mean(xp.astype(model.predict(bg, batch_size=self.size()), xp.float64), axis=0)
+            index = model.asarray(classes.reshape(-1))
+            return xp.reshape(xp.take(mean, index, axis=0), classes.shape)
+        (key,) = self.attributed(x)
+        m = rows(bg)
+        base = []
+        for row in range(rows(x)):
+            repeat = model.asarray(np.full(m, row))
+            batch = rebuild(
+                x, [b if k == key else xp.take(a, repeat, axis=0) for k, a, b in zip(names(x), leaves(x), leaves(bg), strict=True)]
+            )
+            mean = xp.mean(xp.astype(model.predict(batch, batch_size=self.size()), xp.float64), axis=0)
+            base.append(xp.take(mean, model.asarray(classes[row]), axis=0))
+        return xp.stack(base)
+
+    def values_of(self, x: Array, phis: dict[Any, Array]) -> Array:
+        """Per-input attributions ``phis`` as ``values``: one array (one input, or the one
+        named by ``explain_input``), else the inputs' structure."""
+        if len(phis) == 1 and (not several(x) or self.params.get("explain_input") is not None):
+            return next(iter(phis.values()))
+        return rebuild(x, [phis[k] for k in names(x)])
 
     def finish(
         self, x: Array, values: Array, classes: np.ndarray, outputs: Array, base: Array, target: Target,
@@ -106,10 +162,10 @@ class _ShapExplainer(Explainer):
         """Package ``values (N, T, ...)`` as an Explanation: ``T`` moved last, dropped for
         single targets."""
         xp = self.xp
-        values = xp.moveaxis(values, 1, -1)
+        values = map_inputs(lambda v: xp.moveaxis(v, 1, -1), values)
         targets: Any = classes
         if target.single:
-            values, targets, base = values[..., 0], classes[:, 0], base[:, 0]
+            values, targets, base = map_inputs(lambda v: v[..., 0], values), classes[:, 0], base[:, 0]
         result = self.result(x, values, targets, outputs, base_values=base, **extra)
         return replace(result, params={k: v for k, v in result.params.items() if k != "background"})
 
@@ -138,11 +194,12 @@ class ShapGradient(_ShapExplainer):
     name = "shap-gradient"
     requires = (SupportsGradients,)
     defaults = MappingProxyType(
-        {"background": None, "nsamples": 200, "seed": None, "local_smoothing": 0.0}
+        {"background": None, "nsamples": 200, "seed": None, "local_smoothing": 0.0, "explain_input": None}
     )
 
-    def _draws(self, n: int, n_bg: int, shape: tuple[int, ...]) -> Iterator[tuple[np.ndarray, ...]]:
-        """Batches of ``(rows, background rows, t, noise or None)`` in shap's draw order."""
+    def _draws(self, n: int, n_bg: int, shapes: list[tuple[int, ...]]) -> Iterator[tuple[Any, ...]]:
+        """Batches of ``(rows, background rows, t, noise or None)`` in shap's draw order
+        (noise: one array per attributed input, drawn in the inputs' order, as shap does)."""
         rng = np.random.RandomState(self.params["seed"])
         smoothing = float(self.params["local_smoothing"])
         batch: list[tuple[int, int, float, Any]] = []
@@ -150,7 +207,7 @@ class ShapGradient(_ShapExplainer):
             for _ in range(int(self.params["nsamples"])):
                 ref = rng.choice(n_bg)
                 t = rng.uniform()
-                noise = rng.randn(*shape) * smoothing if smoothing > 0 else None
+                noise = [rng.randn(*shape) * smoothing for shape in shapes] if smoothing > 0 else None
                 batch.append((row, ref, t, noise))
                 if len(batch) == self.size():
                     yield self._stack(batch)
@@ -161,7 +218,7 @@ class ShapGradient(_ShapExplainer):
     @staticmethod
     def _stack(batch: list[tuple[int, int, float, Any]]) -> tuple[np.ndarray, ...]:
         rows, refs, ts, noise = zip(*batch, strict=True)
-        stacked = None if noise[0] is None else np.stack(noise)
+        stacked = None if noise[0] is None else [np.stack(each) for each in zip(*noise, strict=True)]
         return np.array(rows), np.array(refs), np.array(ts), stacked  # type: ignore[return-value]
 
     def explain(self, x: Array, target: Target) -> Explanation:
@@ -173,22 +230,37 @@ class ShapGradient(_ShapExplainer):
         bg = self.background(x)
         outputs = model.predict(x, batch_size=self.size())
         target, classes = self.fix_target(target, outputs)
-        x64, bg64 = xp.astype(x, xp.float64), xp.astype(bg, xp.float64)
-        phis = xp.zeros((int(x.shape[0]), classes.shape[1], *x.shape[1:]), dtype=xp.float64, device=x.device)
-        for rows, refs, ts, noise in self._draws(int(x.shape[0]), int(bg.shape[0]), tuple(x.shape[1:])):
-            rows_d = model.asarray(rows)
-            points = xp.take(x64, rows_d, axis=0)
-            if noise is not None:
-                points = points + model.asarray(noise, like=x64)
-            references = xp.take(bg64, model.asarray(refs), axis=0)
-            t = xp.reshape(model.asarray(ts, like=x64), (-1, *([1] * (x.ndim - 1))))
-            samples = xp.astype(t * points + (1 - t) * references, x.dtype)
-            grads = model.gradients(samples, target[rows], batch_size=None).gradients
-            if target.single:
-                grads = xp.expand_dims(grads, axis=1)
-            phis = model.index_add(phis, rows_d, xp.astype(grads, xp.float64) * xp.expand_dims(points - references, axis=1))
-        phis = phis / nsamples
-        return self.finish(x, phis, classes, outputs, self.base_values(bg, classes), target)
+        keys = self.attributed(x)
+        n = rows(x)
+        phis = {
+            k: xp.zeros((n, classes.shape[1], *get(x, k).shape[1:]), dtype=xp.float64, device=get(x, k).device)
+            for k in keys
+        }
+        shapes_ = [tuple(get(x, k).shape[1:]) for k in keys]
+        x64 = [xp.astype(a, xp.float64) for a in leaves(x)]
+        bg64 = [xp.astype(b, xp.float64) if k in keys else b for k, b in zip(names(bg), leaves(bg), strict=True)]
+        for rows_h, refs, ts, noise in self._draws(n, rows(bg), shapes_):
+            rows_d, refs_d = model.asarray(rows_h), model.asarray(refs)
+            samples, deltas = [], {}
+            for key, a, a64, b in zip(names(x), leaves(x), x64, bg64, strict=True):
+                points = xp.take(a64, rows_d, axis=0)
+                if key in keys:  # interpolated from a background row; the others stay at x
+                    if noise is not None:
+                        points = points + model.asarray(noise[keys.index(key)], like=points)
+                    references = xp.take(b, refs_d, axis=0)
+                    t = xp.reshape(model.asarray(ts, like=points), (-1, *([1] * (a.ndim - 1))))
+                    deltas[key] = points - references
+                    points = t * points + (1 - t) * references
+                samples.append(xp.astype(points, a.dtype))
+            grads = model.gradients(rebuild(x, samples), target[rows_h], batch_size=None).gradients
+            for key in keys:
+                grad = get(grads, key)
+                if target.single:
+                    grad = xp.expand_dims(grad, axis=1)
+                update = xp.astype(grad, xp.float64) * xp.expand_dims(deltas[key], axis=1)
+                phis[key] = model.index_add(phis[key], rows_d, update)
+        phis = {k: v / nsamples for k, v in phis.items()}
+        return self.finish(x, self.values_of(x, phis), classes, outputs, self.base_values(bg, classes, x), target)
 
 
 class ShapPartition(_ShapExplainer):
@@ -204,6 +276,7 @@ class ShapPartition(_ShapExplainer):
 
     name = "shap-partition"
     requires = ()
+    several_inputs = False
     defaults = MappingProxyType({"mask": "blur(32,32)", "max_evals": 500, "seed": 0})
 
     def explain(self, x: Array, target: Target) -> Explanation:
@@ -251,7 +324,7 @@ class ShapDeep(_ShapExplainer):
 
     name = "shap-deep"
     requires = (SupportsDeepLift,)
-    defaults = MappingProxyType({"background": None})
+    defaults = MappingProxyType({"background": None, "explain_input": None})
     full_precision = True
 
     def explain(self, x: Array, target: Target) -> Explanation:
@@ -260,16 +333,26 @@ class ShapDeep(_ShapExplainer):
         bg = self.background(x)
         outputs = model.predict(x, batch_size=self.size())
         target, classes = self.fix_target(target, outputs)
-        phis = xp.zeros((int(x.shape[0]), classes.shape[1], *x.shape[1:]), dtype=xp.float64, device=x.device)
-        for rows, refs in self.pairs(int(x.shape[0]), int(bg.shape[0])):
-            rows_d = model.asarray(rows)
-            points = xp.take(x, rows_d, axis=0)
-            references = xp.take(bg, model.asarray(refs), axis=0)
-            multipliers = model.deeplift_gradients(points, references, target[rows], batch_size=None)
-            deltas = xp.astype(points, xp.float64) - xp.astype(references, xp.float64)
-            phis = model.index_add(phis, rows_d, xp.astype(multipliers, xp.float64) * xp.expand_dims(deltas, axis=1))
-        phis = phis / int(bg.shape[0])
-        return self.finish(x, phis, classes, outputs, self.base_values(bg, classes), target)
+        keys = self.attributed(x)
+        phis = {
+            k: xp.zeros((rows(x), classes.shape[1], *get(x, k).shape[1:]), dtype=xp.float64, device=get(x, k).device)
+            for k in keys
+        }
+        for rows_h, refs in self.pairs(rows(x), rows(bg)):
+            rows_d, refs_d = model.asarray(rows_h), model.asarray(refs)
+            points = map_inputs(lambda a, rows_d=rows_d: xp.take(a, rows_d, axis=0), x)
+            # the inputs not attributed are their own reference: held at the sample's values
+            references = rebuild(x, [
+                xp.take(b, refs_d, axis=0) if k in keys else p
+                for k, p, b in zip(names(x), leaves(points), leaves(bg), strict=True)
+            ])
+            multipliers = model.deeplift_gradients(points, references, target[rows_h], batch_size=None)
+            for key in keys:
+                deltas = xp.astype(get(points, key), xp.float64) - xp.astype(get(references, key), xp.float64)
+                update = xp.astype(get(multipliers, key), xp.float64) * xp.expand_dims(deltas, axis=1)
+                phis[key] = model.index_add(phis[key], rows_d, update)
+        phis = {k: v / rows(bg) for k, v in phis.items()}
+        return self.finish(x, self.values_of(x, phis), classes, outputs, self.base_values(bg, classes, x), target)
 
 
 class ShapAuto(Explainer):
