@@ -355,3 +355,10 @@ def test_cam_explanations_of_several_inputs_draw_the_image_input(data) -> None:
     meta = limelight.explain(TorchTwo(weights()), torch_inputs(data), "shap-deep",
                              background=torch_inputs(data, "bg_"), explain_input="meta")
     assert meta.to_shap().values.shape == (N, D, 1)
+
+
+def test_evaluate_refuses_several_inputs_clearly(data) -> None:
+    from limelight.evaluation import evaluate
+
+    with pytest.raises(UnsupportedError, match="2 inputs"):
+        evaluate(TorchTwo(weights()), torch_inputs(data), ["gradcam"], metrics=["deletion"])

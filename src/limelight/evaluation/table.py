@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from ..core.api import explain, wrap
-from ..core.errors import InputError, ParameterError, close_matches
+from ..core.errors import InputError, ParameterError, UnsupportedError, close_matches
 from ..core.explanation import Explanation
+from ..core.inputs import leaves, several
 from ..core.model import Model
 from ..core.registry import registry
 from ..core.targets import TargetsLike, resolve_target
@@ -177,6 +178,12 @@ def evaluate(
     """
     wrapped = wrap(model)
     x = wrapped.canonical(inputs)  # the model's array, on its device
+    if several(x):
+        raise UnsupportedError(
+            f"evaluate scores maps of one image input; this model is fed {len(leaves(x))} inputs. "
+            "Wrap the model in one that takes the image and holds the other inputs fixed, and "
+            "evaluate that."
+        )
     if len(x.shape) != 4:
         raise InputError(f"evaluate scores maps of images (N, H, W, C); the inputs are {tuple(x.shape)}.")
     shape = tuple(int(d) for d in x.shape[:3])
