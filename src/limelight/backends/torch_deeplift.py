@@ -213,3 +213,15 @@ class _Softmax(torch.autograd.Function):
         ratio = _ratio(sx - sr, denominator, torch.ones_like(denominator), eps=EPS * 1e-3)
         result = mean_jacobian_times(gx * ratio)
         return torch.cat([result, torch.zeros_like(result)]), None
+
+
+def scripted_modules(root: torch.nn.Module) -> dict[str, int]:
+    """TorchScript modules (``torch.jit.script`` / ``trace``) in ``root``, the model itself
+    included, as "unsupported operations": their graphs run in C++, out of reach of
+    :class:`DeepLiftMode`, so the rescale rules would silently not be applied inside them."""
+    found = [name for name, module in root.named_modules() if isinstance(module, torch.jit.ScriptModule)]
+    if not found:
+        return {}
+    outermost = [n for n in found if not any(n.startswith(o + ".") for o in found if o)]
+    label = "the model" if "" in found else ", ".join(repr(n) for n in outermost)
+    return {f"TorchScript ({label}: DeepLIFT's rules cannot enter a scripted or traced graph)": 1}

@@ -47,7 +47,8 @@ class Explanation:
             CAM maps, ``(N, H, W, C)`` for attributions (``(N, D)`` for flat inputs). When
             several outputs are explained per sample, a trailing axis ``T`` is added.
         targets: ``(N,)`` int64, the explained output per sample; ``(N, T)`` for several.
-        outputs: ``(N, K)`` float32, the model's outputs.
+        outputs: ``(N, K)`` float32, the model's outputs (dense outputs channels-last,
+            ``(N, H, W, K)``); with ``output=``, the selected one.
         inputs: the canonical inputs ``(N, H, W, C)``, if kept.
         base_values: ``(N,)`` (or ``(N, T)``) expected output of each explained target for
             additive methods (SHAP): ``values`` sum to ``outputs - base_values``.
@@ -82,7 +83,7 @@ class Explanation:
         n = self.values.shape[0] if self.values.ndim else -1
         if self.targets.ndim not in (1, 2) or self.targets.shape[0] != n:
             raise InputError(f"targets shape {self.targets.shape} does not match values {self.values.shape}")
-        if self.outputs.ndim != 2 or self.outputs.shape[0] != n:
+        if self.outputs.ndim < 2 or self.outputs.shape[0] != n:
             raise InputError(f"outputs shape {self.outputs.shape} does not match values {self.values.shape}")
 
     def __len__(self) -> int:

@@ -92,12 +92,10 @@ class _ShapExplainer(Explainer):
         against the canonical inputs ``x`` (see :func:`_checked_background`)."""
         return _checked_background(self, x)
 
-    def base_values(self, bg: Array, classes: np.ndarray) -> Array:
-        """Mean output over the background for each explained class: ``(N, T)`` on the device."""
-        xp = self.xp
-        mean = xp.mean(xp.astype(self.model.predict(bg, batch_size=self.size()), xp.float64), axis=0)
-        index = self.model.asarray(classes.reshape(-1))
-        return xp.reshape(xp.take(mean, index, axis=0), classes.shape)
+    def base_values(self, bg: Array, target: Target, n: int) -> Array:
+        """The explained scores' mean over the background (the mean output of each explained
+        class, ...): ``(n, T)`` on the device."""
+        return self.expected_scores(target, self.model.predict(bg, batch_size=self.size()), n)
 
     def finish(
         self, x: Array, values: Array, classes: np.ndarray, outputs: Array, base: Array, target: Target,
@@ -188,7 +186,7 @@ class ShapGradient(_ShapExplainer):
                 grads = xp.expand_dims(grads, axis=1)
             phis = model.index_add(phis, rows_d, xp.astype(grads, xp.float64) * xp.expand_dims(points - references, axis=1))
         phis = phis / nsamples
-        return self.finish(x, phis, classes, outputs, self.base_values(bg, classes), target)
+        return self.finish(x, phis, classes, outputs, self.base_values(bg, target, len(classes)), target)
 
 
 class ShapPartition(_ShapExplainer):
@@ -269,12 +267,13 @@ class ShapDeep(_ShapExplainer):
             deltas = xp.astype(points, xp.float64) - xp.astype(references, xp.float64)
             phis = model.index_add(phis, rows_d, xp.astype(multipliers, xp.float64) * xp.expand_dims(deltas, axis=1))
         phis = phis / int(bg.shape[0])
-        return self.finish(x, phis, classes, outputs, self.base_values(bg, classes), target)
+        return self.finish(x, phis, classes, outputs, self.base_values(bg, target, len(classes)), target)
 
 
 class ShapAuto(Explainer):
     """What the classic notebook does by hand: ``shap-deep`` when the backend supports
-    DeepLIFT and the model has only supported operations, else ``shap-gradient``. The
+    DeepLIFT, the model has only supported operations (no TorchScript graph, which DeepLIFT's
+    rules cannot enter) and the target is linear in the outputs, else ``shap-gradient``. The
     choice is recorded in ``params["algorithm"]``."""
 
     name = "shap"
@@ -285,7 +284,9 @@ class ShapAuto(Explainer):
         _checked_background(self, x)  # a missing or mismatched background fails before any work
         chosen: type[_ShapExplainer] = ShapGradient
         reason = f"the {self.model.framework} backend has no DeepLIFT capability"
-        if isinstance(self.model, SupportsDeepLift):
+        if not target.linear:
+            reason = f"a {type(target).__name__} target's score is not linear in the outputs"
+        elif isinstance(self.model, SupportsDeepLift):
             unsupported = self.model.deeplift_unsupported(x)
             if not unsupported:
                 chosen, reason = ShapDeep, "every operation has a DeepLIFT rule"
