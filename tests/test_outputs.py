@@ -315,3 +315,13 @@ def test_keras_dict_outputs(keras_two_outputs):
     as_dict = keras.Model(km.inputs, {"logits": km.outputs[0], "features": km.outputs[1]})
     exp = limelight.explain(as_dict, x, "gradcam", targets=[0, 1, 4], layer="relu")  # default: "logits"
     np.testing.assert_allclose(exp.values, reference.values, atol=1e-5)
+
+
+def test_shap_partition_scores_regions(dense):
+    model, x, mask = dense
+    exp = limelight.explain(model, x, "shap-partition", targets=T.Region(2, mask), mask=0.0, max_evals=40)
+    scores = (model(x)["out"][:, 2].detach().numpy() * mask).sum((1, 2))
+    blank = (model(torch.zeros_like(x))["out"][:, 2].detach().numpy() * mask).sum((1, 2))
+    np.testing.assert_allclose(exp.base_values, blank, rtol=1e-5, atol=1e-5)  # f(fully masked x)
+    np.testing.assert_allclose(exp.values.sum(axis=(1, 2, 3)), scores - blank, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(exp.targets, [2, 2])

@@ -478,7 +478,8 @@ class KerasModel(Model):
         """The tf.function for ``key``, built once per model; it reaches the model only
         through a weak reference, so the cache never keeps the model alive."""
         cache = model_cache(self.native)
-        key = (key, selector_key(self.output))  # wrappers with another output= compile their own
+        if self.output is not None:  # wrappers with another output= compile their own
+            key = (*key, selector_key(self.output))
         if key not in cache:
             cache[key] = build(weakref.ref(self.native))
         return cache[key]

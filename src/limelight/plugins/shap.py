@@ -216,11 +216,12 @@ class ShapPartition(_ShapExplainer):
         values = np.zeros((len(host), classes.shape[1], *host.shape[1:]), np.float64)
         base = np.zeros(classes.shape, np.float64)
         for row in range(len(host)):
-            wanted = model.asarray(classes[row])
+            one = target[np.array([row])]  # this row's target, scored on each masked batch
 
-            def f(batch: np.ndarray, wanted: Array = wanted) -> np.ndarray:
+            def f(batch: np.ndarray, one: Target = one) -> np.ndarray:
                 out = model.predict(model.asarray(np.asarray(batch, host.dtype), like=x))
-                return model.to_numpy(xp.take(out, wanted, axis=1))
+                data = [model.asarray(np.repeat(d, len(batch), axis=0), like=out) for d in one.data()]
+                return model.to_numpy(one.scores(xp, out, *data))
 
             # A fresh masker per image: shap's Image masker caches the blurred input by id(),
             # and our per-row slices can reuse an id, which silently blurs the wrong image.
