@@ -448,11 +448,7 @@ TargetsLike = int | Sequence[int] | np.ndarray | Target | None
 
 
 def _host_ints(targets: Any) -> np.ndarray:
-    if hasattr(targets, "detach"):  # a torch tensor: .numpy() without importing torch
-        targets = targets.detach().cpu().numpy()
-    elif hasattr(targets, "numpy") and not isinstance(targets, np.ndarray):
-        targets = targets.numpy()
-    arr = np.asarray(targets)
+    arr = _host(targets, "targets")
     if np.issubdtype(arr.dtype, np.floating) and np.all(np.mod(arr, 1) == 0):
         arr = arr.astype(np.int64)  # e.g. targets=[3.0, 7.0]
     if arr.dtype == bool or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
