@@ -46,6 +46,8 @@ def test_regression_function_gives_the_first_row_of_w(linear):
     np.testing.assert_allclose(exp.base_values, np.full(4, b[0]), rtol=1e-6)  # f(background = 0)
     # completeness: values sum to f(x) - f(0)
     np.testing.assert_allclose(exp.values.sum(1), (x.numpy() @ w[0]), rtol=1e-5, atol=1e-6)
+    pytest.importorskip("shap")
+    assert exp.to_shap(output_names=["a", "b", "c"]).output_names.tolist() == [["score"]] * 4  # not "c"
 
 
 def test_binary_margin_function_gives_the_difference_of_rows(linear):

@@ -125,7 +125,8 @@ class Explanation:
         ``values`` become ``(N, H, W, C, K)`` (CAM maps get a channel axis of 1; a single
         target per sample gives K = 1), ``base_values`` ``(N, K)``, ``data`` the inputs as
         pixel values in [0, 1] (:func:`limelight.core.ops.displayable`), and ``output_names`` ``(N, K)``: ``output_names[class]`` when a sequence
-        of class names is given, else ``"class {index}"``.
+        of class names is given, else ``"class {index}"`` (``"score"`` for targets that are no
+        class, ``-1``).
         """
         try:
             import shap
@@ -137,9 +138,12 @@ class Explanation:
         if self.values.ndim == 3 and self.targets.ndim == 1:  # (N, H, W) map: a channel axis
             values = values[:, :, :, None, :]
         base = np.zeros(targets.shape) if self.base_values is None else self.base_values.reshape(n, -1)
-        names = np.array(
-            [[str(output_names[t]) if output_names is not None else f"class {t}" for t in row] for row in targets]
-        )
+        def name(t: int) -> str:
+            if t < 0:  # a score that is no class's (targets.Function, targets.Similarity)
+                return "score"
+            return str(output_names[t]) if output_names is not None else f"class {t}"
+
+        names = np.array([[name(int(t)) for t in row] for row in targets])
         return shap.Explanation(
             values=np.asarray(values),
             base_values=np.asarray(base),
