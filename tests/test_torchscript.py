@@ -93,3 +93,13 @@ def test_a_scripted_submodule_is_reported_too(cnn):
     (reason,) = wrapped.deeplift_unsupported(wrapped.canonical(x))
     assert "'0'" in reason and "TorchScript" in reason
     assert limelight.explain(mixed, x, "shap", background=bg, nsamples=4).params["algorithm"] == "shap-gradient"
+
+
+def test_a_layer_inside_a_scripted_submodule_is_a_clear_error(cnn):
+    model, x, _ = cnn
+    mixed = torch.nn.Sequential(_jit("script", model[:6], x), *model[6:]).eval()
+    for layer in ("0", "0.3"):
+        with pytest.raises(limelight.LimelightError, match=f"layer '{layer}' is \\(inside\\) a TorchScript submodule"):
+            limelight.explain(mixed, x, "gradcam", layer=layer)
+    with pytest.raises(limelight.LimelightError, match="pass layer="):  # no hook on the scripted part
+        limelight.explain(mixed, x, "gradcam")

@@ -478,7 +478,13 @@ class TorchModel(Model):
     def _module(self, layer: object) -> tuple[str, torch_types.nn.Module]:
         self._layers_reachable()
         name = self.resolve_layer(layer)
-        return name, self.native.get_submodule(name)
+        module = self.native.get_submodule(name)
+        if isinstance(module, torch.jit.ScriptModule):
+            raise LayerError(
+                f"layer {name!r} is (inside) a TorchScript submodule, whose outputs no Python hook "
+                "can see; pick a layer of the model's eager part, or script less of it."
+            )
+        return name, module
 
     @holding_model_lock
     def default_layer(self, x: Array) -> str:
@@ -508,7 +514,7 @@ class TorchModel(Model):
 
         with contextlib.ExitStack() as stack:
             for name, module in self.native.named_modules():
-                if name:
+                if name and not isinstance(module, torch.jit.ScriptModule):  # TorchScript: no hooks
                     stack.callback(module.register_forward_hook(make_hook(name)).remove)
             self._forward(x, grad=False)
         # NCHW shapes -> NHWC for the shared rule
