@@ -204,8 +204,15 @@ def test_gradient_free_methods_score_regions(dense):
     model, x, mask = dense
     rise = limelight.explain(model, x, "rise", targets=T.Region(0, mask), n_masks=16, seed=0)
     assert rise.values.shape == (2, 10, 10) and np.isfinite(rise.values).all()
-    score = limelight.explain(model, x, "scorecam", layer="relu", targets=T.Region(0, mask))
-    assert score.values.shape == (2, 10, 10) and np.ptp(score.values) > 0
+    for method in ("scorecam", "ablationcam"):
+        exp = limelight.explain(model, x, method, layer="relu", targets=T.Region(0, mask), normalize=False, relu=False)
+        assert exp.values.shape == (2, 10, 10) and np.ptp(exp.values) > 0
+    # Ablation-CAM on a linear head: w_c = (s - s without channel c) / s, s = Σ mask · out[..., 0]
+    act = model.relu(model.conv(x)).detach()
+    contrib = (act * torch.from_numpy(mask)).sum((2, 3)) * model.head.weight[0, :, 0, 0].detach()  # (N, C)
+    s = contrib.sum(1, keepdim=True) + model.head.bias[0].detach() * mask.sum()
+    by_hand = ((contrib / s)[:, :, None, None] * act).sum(1).numpy()
+    np.testing.assert_allclose(exp.values, by_hand, rtol=1e-4, atol=1e-5 * np.abs(by_hand).max())
 
 
 @pytest.mark.slow
