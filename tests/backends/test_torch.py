@@ -247,9 +247,10 @@ class TestBadInput:
                 self.conv = torch.nn.Conv2d(3, 4, 3)
 
             def forward(self, x):
-                return {"logits": self.conv(x).mean(dim=(2, 3))}
+                return {"scores": self.conv(x).mean(dim=(2, 3)), "features": x.mean(dim=1)}
 
-        with pytest.raises(InputError, match="returned a dict"):
+        # no "logits" / "out" key: the choices are listed, and output= named (tests/test_outputs.py)
+        with pytest.raises(InputError, match=r"returned a dict \('scores': \(1, 4\), 'features'.*output="):
             limelight.explain(Dict(), torch.randn(1, 3, 8, 8), layer="conv")
 
 

@@ -74,7 +74,8 @@ from ..core.model import (
     layer_list_error,
     reinitialize,
 )
-from ..core.targets import Target
+from ..core.outputs import OutputSelector, select_output, selector_key
+from ..core.targets import Target, deeplift_target
 
 # import_triton_first: see limelight.core.lazy (triton after TensorFlow segfaults)
 tf: Any = LazyModule("tensorflow", extra="tensorflow", before=import_triton_first)
@@ -265,9 +266,18 @@ class KerasModel(Model):
 
     native: Any  # a keras.Model
 
-    def __init__(self, native: object) -> None:
+    def __init__(self, native: object, output: OutputSelector = None) -> None:
         super().__init__(native)
         self._device_name: str | None = None
+        #: ``output=``: which tensor of structured outputs is explained (see core.outputs).
+        self.output = output
+
+    def _select(self) -> Callable[[Any], Any]:
+        """The output check of this wrapper's compiled functions: ``output=`` applied (by
+        name: the model's ``output_names``), then the shape checked."""
+        output = self.output
+        names = list(getattr(self.native, "output_names", None) or []) or None
+        return lambda outputs: _check_outputs(outputs, output, names)
 
     @property
     def xp(self) -> ModuleType:
@@ -426,7 +436,7 @@ class KerasModel(Model):
             weights = layer.get_weights()
             trainable = len(layer.trainable_weights)  # listed first by get_weights
             layer.set_weights(reinitialize(weights[:trainable], rng) + weights[trainable:])
-        return KerasModel(clone)
+        return KerasModel(clone, self.output)
 
     # -- layers ------------------------------------------------------------------------------
     def _named_layers(self) -> dict[str, Any]:
@@ -515,15 +525,19 @@ class KerasModel(Model):
         through a weak reference, so the cache never keeps the model alive."""
         cache = model_cache(self.native)
         key = _hashable(key)
+        if self.output is not None:  # wrappers with another output= compile their own
+            key = (*key, selector_key(self.output))
         if key not in cache:
             cache[key] = build(weakref.ref(self.native))
         return cache[key]
 
     def _forward_fn(self, spec: Any) -> Any:
+        check = self._select()
+
         def build(ref: weakref.ref[Any]) -> Any:
             @tf.function(input_signature=[spec], autograph=False)
             def forward(inputs: Any) -> Any:
-                return _check_outputs(_call(_alive(ref), inputs))
+                return check(_call(_alive(ref), inputs))
 
             return forward
 
@@ -551,7 +565,7 @@ class KerasModel(Model):
     def _gradient_fn(self, spec: Any, path: str | None, layer: Any, target: Target, data_specs: tuple[Any, ...]) -> Any:
         """Compiled: outputs, activations and gradients ``(n, T, ...)`` of ``target``'s
         scores, the target's data as arguments; one forward, one tape."""
-        xp, columns = self.xp, target.columns
+        xp, columns, check = self.xp, target.columns, self._select()
 
         def build(ref: weakref.ref[Any]) -> Any:
             @tf.function(input_signature=[spec, data_specs], autograph=False)
@@ -575,7 +589,7 @@ class KerasModel(Model):
                         with _tapped({path: layer}, capture):
                             outputs = _call(_alive(ref), inputs)
                         _check_captured(path, captured)
-                    outputs = _check_outputs(outputs)
+                    outputs = check(outputs)
                     sums = _column_sums(target.scores(xp, outputs, *data), columns)
                 grads = [tape.gradient(total, captured[0]) for total in sums]
                 if any(g is None for grad in grads for g in leaves(grad)):
@@ -594,7 +608,7 @@ class KerasModel(Model):
         import_triton_first()
         from .tensorflow_deeplift import deeplift_rules
 
-        xp, columns = self.xp, target.columns
+        xp, columns, check = self.xp, target.columns, self._select()
 
         def build(ref: weakref.ref[Any]) -> Any:
             @tf.function(input_signature=[spec, spec, data_specs], autograph=False)
@@ -604,7 +618,7 @@ class KerasModel(Model):
                 with deeplift_rules():
                     with tf.GradientTape(watch_accessed_variables=False, persistent=columns > 1) as tape:
                         tape.watch(leaves(both))
-                        outputs = _check_outputs(_call(_alive(ref), both))[:n]
+                        outputs = check(_call(_alive(ref), both))[:n]
                         sums = _column_sums(target.scores(xp, outputs, *data), columns)
                     grads = [
                         map_inputs(
@@ -621,12 +635,13 @@ class KerasModel(Model):
         return self._compiled(("deeplift", spec, target.key(), data_specs), build)
 
     def _num_outputs(self, x: Any) -> int:
-        """K, from the compiled forward's static output shape (one sample run otherwise)."""
+        """K (the last axis: classes, also of dense outputs), from the compiled forward's
+        static output shape (one sample run otherwise)."""
         fn = self._forward_fn(_spec(x))
         shape = fn.get_concrete_function().structured_outputs.shape
-        if shape[1] is None:
-            return int(fn(take(x, slice(0, 1))).shape[1])
-        return int(shape[1])
+        if shape[-1] is None:
+            return int(fn(take(x, slice(0, 1))).shape[-1])
+        return int(shape[-1])
 
     def _target_data(self, target: Target, like: Any) -> tuple[list[Any], tuple[Any, ...]]:
         """The target's per-sample data as tensors on ``like``'s device, and their specs."""
@@ -680,6 +695,7 @@ class KerasModel(Model):
         """Compiled: the model's outputs when ``layer``'s output is replaced by ``rows``
         (the layer's ``call`` returns them instead of its own output); both batch axes free,
         so one function serves a batch of one sample (the prefix path) and a repeated one."""
+        check = self._select()
 
         def build(ref: weakref.ref[Any]) -> Any:
             @tf.function(input_signature=[spec, rows_spec], autograph=False)
@@ -703,7 +719,7 @@ class KerasModel(Model):
                         f"but the layer outputs {batch_shape((0, *expected))} per row (as "
                         f"activations() returns it): pass (n·R, {', '.join(map(str, expected))})."
                     )
-                return _check_outputs(outputs)
+                return check(outputs)
 
             return edited
 
@@ -782,7 +798,7 @@ class KerasModel(Model):
             raise
         except Exception:  # noqa: BLE001 - any failure: the model does not broadcast batch 1 against the rows
             return None
-        if out.shape.rank != 2 or int(out.shape[0]) != count:
+        if int(out.shape[0]) != count:
             return None
         check = fn(tf.repeat(x[:1], 2, axis=0), rows[:2])
         scale = max(float(tf.reduce_max(tf.abs(check))), 1e-6)
@@ -823,7 +839,7 @@ class KerasModel(Model):
         unsupported = self._unsupported(x)
         if unsupported:
             raise no_deeplift_rule(unsupported)
-        target = target.check(self._num_outputs(x))
+        target = deeplift_target(target.check(self._num_outputs(x)))
         data, data_specs = self._target_data(target, x)
         fn = self._deeplift_fn(_spec(x), target, data_specs)
         n = rows(x)
@@ -858,16 +874,16 @@ def _check_captured(path: str, captured: list[Any]) -> None:
 def _bad_outputs(shape: Any) -> InputError:
     return InputError(
         f"the model returned shape {tuple(shape)}; limelight explains outputs of shape (N, K) "
-        "(one score per class)."
+        "(one score per class) or dense (N, H, W, K) / (N, L, K) / (N, D, H, W, K) (one score "
+        "per position and class, classes last); pick another with output=."
     )
 
 
-def _check_outputs(outputs: Any) -> Any:
-    if not tf.is_tensor(outputs):
-        raise InputError(
-            f"the model returned a {type(outputs).__name__}, not a tensor of shape (N, K); wrap "
-            "it in a model that returns the class scores."
-        )
-    if outputs.shape.rank != 2:
+def _check_outputs(outputs: Any, output: OutputSelector = None, names: list[str] | None = None) -> Any:
+    """The explained tensor of what the model returned, picked by ``output=`` (a name of
+    ``names``, the model's ``output_names``, for multi-output lists), as float32; ``(N, K)``
+    or dense channels-last ``(N, ..., K)``."""
+    outputs = select_output(outputs, output, is_array=tf.is_tensor, names=names)
+    if outputs.shape.rank is None or not 2 <= outputs.shape.rank <= 5:
         raise _bad_outputs(outputs.shape)
     return tf.cast(outputs, tf.float32)

@@ -48,7 +48,14 @@ import numpy as np
 
 from ..core.arrays import check_batch, to_numpy_float32
 from ..core.cache import ProcessSetting, holding_model_lock, model_cache
-from ..core.errors import InputError, LayerError, LimelightError, NotDifferentiableError, no_deeplift_rule
+from ..core.errors import (
+    InputError,
+    LayerError,
+    LimelightError,
+    NotDifferentiableError,
+    UnsupportedError,
+    no_deeplift_rule,
+)
 from ..core.explanation import owned
 from ..core.hookspecs import hookimpl
 from ..core.inputs import concat, describe, from_user, leaves, map_inputs, rebuild, several, shapes, take
@@ -67,7 +74,8 @@ from ..core.model import (
     reinitialize,
     unknown_layer,
 )
-from ..core.targets import Target
+from ..core.outputs import OutputSelector, select_output
+from ..core.targets import Target, deeplift_target
 
 if TYPE_CHECKING:
     import torch as torch_types
@@ -95,6 +103,18 @@ def _nhwc(t: Any) -> Any:
     return t.permute(0, 2, 3, 1) if t.ndim == 4 else t
 
 
+def _no_inference_mode() -> None:
+    """A clear error for gradients asked for inside ``torch.inference_mode()`` (no graph can
+    be recorded there, not even under ``torch.enable_grad()``)."""
+    if torch.is_inference_mode_enabled():
+        raise UnsupportedError(
+            "limelight was called inside torch.inference_mode(), where PyTorch records no "
+            "gradients at all (torch.enable_grad() cannot turn them back on), so this method "
+            "cannot run. Call limelight outside torch.inference_mode(); torch.no_grad() is "
+            "fine (limelight enables gradients where it needs them)."
+        )
+
+
 def _column_gradients(scores: Any, wrt: Any) -> Iterator[Any]:
     """Gradients of ``Σ_i scores[i, t]`` with respect to ``wrt`` (a tensor, or a tuple / dict
     of them: gradients in that structure), one backward pass per column ``t`` through one
@@ -102,7 +122,9 @@ def _column_gradients(scores: Any, wrt: Any) -> Iterator[Any]:
     columns = scores.shape[1]
     for t in range(columns):
         last = t == columns - 1
-        grads = torch.autograd.grad(scores[:, t].sum(), leaves(wrt), allow_unused=True, retain_graph=not last)
+        with torch.enable_grad():  # the column's sum is recorded also under the caller's no_grad()
+            total = scores[:, t].sum()
+        grads = torch.autograd.grad(total, leaves(wrt), allow_unused=True, retain_graph=not last)
         yield rebuild(wrt, list(grads))
 
 
@@ -294,9 +316,27 @@ class TorchModel(Model):
 
     native: torch_types.nn.Module
 
-    def __init__(self, native: object, memory_format: Any = None) -> None:
+    def __init__(self, native: object, memory_format: Any = None, output: OutputSelector = None) -> None:
         super().__init__(native)
         self.memory_format = memory_format
+        #: ``output=``: which tensor of structured outputs is explained (see core.outputs).
+        self.output = output
+        #: Whether the model is TorchScript (``torch.jit.script`` / ``trace``): its layers'
+        #: outputs are out of reach of hooks, and DeepLIFT's rules cannot enter its graph.
+        self.scripted = isinstance(native, torch.jit.ScriptModule)
+
+    def _layers_reachable(self) -> None:
+        """An UnsupportedError for TorchScript models, whose layer outputs no hook can see."""
+        if self.scripted:
+            raise UnsupportedError(
+                "this is a TorchScript model (torch.jit.script / torch.jit.trace): its graph "
+                "runs without Python hooks, so no layer's activations or gradients can be "
+                "captured and layer methods (gradcam, gradcam++, layercam, scorecam, "
+                "ablationcam, ...) cannot run on it. Explain the eager nn.Module instead (the "
+                "model before torch.jit.script/trace, or its class with the state_dict loaded), "
+                "or use a method that needs only inputs and outputs: 'shap-gradient', 'shap' "
+                "(picks shap-gradient here), 'shap-partition' or 'rise'."
+            )
 
     @property
     def xp(self) -> ModuleType:
@@ -319,6 +359,8 @@ class TorchModel(Model):
         device, dtype = self._device_dtype()
         if isinstance(inputs, torch.Tensor):
             tensor = inputs.detach()
+            if tensor.is_inference() and not torch.is_inference_mode_enabled():
+                tensor = tensor.clone()  # made under torch.inference_mode(): a normal copy takes gradients
         else:
             tensor = torch.from_numpy(to_numpy_float32(inputs))
         if not tensor.is_floating_point():
@@ -456,14 +498,22 @@ class TorchModel(Model):
         raise unknown_layer(layer, names, self.framework)
 
     def _module(self, layer: object) -> tuple[str, torch_types.nn.Module]:
+        self._layers_reachable()
         name = self.resolve_layer(layer)
-        return name, self.native.get_submodule(name)
+        module = self.native.get_submodule(name)
+        if isinstance(module, torch.jit.ScriptModule):
+            raise LayerError(
+                f"layer {name!r} is (inside) a TorchScript submodule, whose outputs no Python hook "
+                "can see; pick a layer of the model's eager part, or script less of it."
+            )
+        return name, module
 
     @holding_model_lock
     def default_layer(self, x: Array) -> str:
         """The last module (in execution order) with a spatial 4-D output that runs once
         per forward (see :func:`~limelight.core.layers.pick_default_layer`); traced on a
         sample ``x``."""
+        self._layers_reachable()
         cache = model_cache(self.native)
         modules = tuple(id(m) for m in self.native.modules())
         if cache.get("modules") != modules:  # the architecture changed: forget what was traced
@@ -486,7 +536,7 @@ class TorchModel(Model):
 
         with contextlib.ExitStack() as stack:
             for name, module in self.native.named_modules():
-                if name:
+                if name and not isinstance(module, torch.jit.ScriptModule):  # TorchScript: no hooks
                     stack.callback(module.register_forward_hook(make_hook(name)).remove)
             self._forward(x, grad=False)
         # NCHW shapes -> NHWC for the shared rule
@@ -536,23 +586,26 @@ class TorchModel(Model):
                 module.training = training
 
     def _forward(self, x: Array, *, grad: bool) -> torch_types.Tensor:
+        if grad:
+            _no_inference_mode()
         fed = self._to_native(x)
         with self._eval_mode(), torch.set_grad_enabled(grad), self._forward_errors(fed):
             out = _feed(self.native, fed)
         return self._check_outputs(out)
 
-    @staticmethod
-    def _check_outputs(out: Any) -> torch_types.Tensor:
-        if not isinstance(out, torch.Tensor):
-            raise InputError(
-                f"the model returned a {type(out).__name__}, not a tensor of shape (N, K): wrap "
-                "it in a module whose forward returns the logits tensor."
-            )
-        if out.ndim != 2:
+    def _check_outputs(self, out: Any) -> torch_types.Tensor:
+        """The explained tensor of what the model returned (picked by ``output=``, see
+        :mod:`limelight.core.outputs`): ``(N, K)``, or a dense ``(N, K, ...)`` output as its
+        channels-last view ``(N, ..., K)`` (class axis last, as targets expect)."""
+        out = select_output(out, self.output, is_array=lambda t: isinstance(t, torch.Tensor))
+        if not 2 <= out.ndim <= 5:
             raise InputError(
                 f"the model returned shape {tuple(out.shape)}; limelight explains outputs of "
-                "shape (N, K) (one score per class)."
+                "shape (N, K) (one score per class) or dense (N, K, H, W) / (N, K, L) / "
+                "(N, K, D, H, W) (one score per class and position); pick another with output=."
             )
+        if out.ndim > 2:
+            out = out.movedim(1, -1)  # a view: (N, K, ...) -> (N, ..., K)
         return out
 
     @holding_model_lock
@@ -640,6 +693,7 @@ class TorchModel(Model):
         self, x: Array, target: Target, rows: slice, named: tuple[str, Any] | None
     ) -> tuple[torch_types.Tensor, torch_types.Tensor, torch_types.Tensor]:
         where = "the input" if named is None else f"layer {named[0]!r}"
+        _no_inference_mode()
         with self._eval_mode():
             if named is None:
                 with torch.enable_grad():
@@ -661,7 +715,7 @@ class TorchModel(Model):
                 f"the model's output does not depend differentiably on {where}: does "
                 "forward() detach tensors, run under torch.no_grad(), or go through NumPy?"
             )
-        target = target.check(out.shape[1])
+        target = target.check(out.shape[-1])
         with torch.enable_grad():
             scores = self._scores(target, out, rows)
         grads = []
@@ -820,9 +874,15 @@ class TorchModel(Model):
             handle.remove()
         if not ran:
             raise LayerError(f"layer {name!r} did not run in the forward pass; pick another layer.")
-        if probe and (not isinstance(out, torch.Tensor) or out.ndim != 2 or len(out) != len(rows)):
-            return None
-        out = self._check_outputs(out)
+        if probe:
+            try:
+                out = self._check_outputs(out)
+            except InputError:
+                return None
+            if len(out) != len(rows):
+                return None
+        else:
+            out = self._check_outputs(out)
         if len(out) != len(rows):
             raise InputError(
                 f"the model returned {len(out)} rows for {len(rows)} edited activations of layer "
@@ -850,11 +910,13 @@ class TorchModel(Model):
                 arrays = [_to_keras_order(p.detach().cpu().numpy()) for p in params]
                 for param, new in zip(params, reinitialize(arrays, rng), strict=True):
                     param.copy_(torch.from_numpy(np.ascontiguousarray(_to_keras_order(new, back=True))))
-        return TorchModel(clone, self.memory_format)
+        return TorchModel(clone, self.memory_format, self.output)
 
     # -- DeepLIFT ----------------------------------------------------------------------------
     def _deeplift_forward(self, x: Array, references: Array) -> tuple[Any, Any, dict[str, int]]:
-        from .torch_deeplift import DeepLiftMode
+        from .torch_deeplift import DeepLiftMode, scripted_modules
+
+        _no_inference_mode()
 
         def pair(a: Any, r: Any) -> Any:
             both = torch.cat([_nchw(a), _nchw(r)])
@@ -867,7 +929,7 @@ class TorchModel(Model):
         with torch.enable_grad(), mode, self._forward_errors(map_inputs(_nchw, x)):
             # in-place ops stay off the leaf
             out = self._check_outputs(_feed(self.native, map_inputs(lambda a: a.clone(), leaf)))
-        return leaf, out, mode.unsupported
+        return leaf, out, {**mode.unsupported, **scripted_modules(self.native)}
 
     @holding_model_lock
     def deeplift_unsupported(self, x: Array) -> list[str]:
@@ -894,7 +956,7 @@ class TorchModel(Model):
             if unsupported:
                 raise no_deeplift_rule(unsupported)
             n = len(out) // 2
-            target = target.check(out.shape[1])
+            target = deeplift_target(target.check(out.shape[-1]))
             with torch.enable_grad():
                 scores = self._scores(target, out[:n], rows)
             grads = [

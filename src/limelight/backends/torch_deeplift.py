@@ -44,7 +44,8 @@ LINEAR = {
     "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
     "linear", "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d",
     "adaptive_avg_pool2d", "adaptive_avg_pool3d", "flatten", "unflatten", "reshape", "view",
-    "view_as", "permute", "transpose", "t", "squeeze", "unsqueeze", "cat", "concat", "concatenate",
+    "view_as", "permute", "movedim", "moveaxis", "transpose", "t", "squeeze", "unsqueeze", "cat",
+    "concat", "concatenate",
     "stack", "add", "add_", "__add__", "__radd__", "__iadd__", "sub", "sub_", "__sub__",
     "__rsub__", "__isub__", "neg", "__neg__", "mean", "sum", "dropout", "dropout1d", "dropout2d",
     "dropout3d", "alpha_dropout", "feature_alpha_dropout", "pad", "__getitem__", "contiguous",
@@ -213,3 +214,15 @@ class _Softmax(torch.autograd.Function):
         ratio = _ratio(sx - sr, denominator, torch.ones_like(denominator), eps=EPS * 1e-3)
         result = mean_jacobian_times(gx * ratio)
         return torch.cat([result, torch.zeros_like(result)]), None
+
+
+def scripted_modules(root: torch.nn.Module) -> dict[str, int]:
+    """TorchScript modules (``torch.jit.script`` / ``trace``) in ``root``, the model itself
+    included, as "unsupported operations": their graphs run in C++, out of reach of
+    :class:`DeepLiftMode`, so the rescale rules would silently not be applied inside them."""
+    found = [name for name, module in root.named_modules() if isinstance(module, torch.jit.ScriptModule)]
+    if not found:
+        return {}
+    outermost = [n for n in found if not any(n.startswith(o + ".") for o in found if o)]
+    label = "the model" if "" in found else ", ".join(repr(n) for n in outermost)
+    return {f"TorchScript ({label}: DeepLIFT's rules cannot enter a scripted or traced graph)": 1}

@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from .errors import UnsupportedModelError
+from .explainer import several_inputs_error
 from .explanation import Explanation
+from .inputs import several
 from .model import Model
+from .outputs import OutputSelector, check_selector
 from .registry import PluginInfo, registry
 from .targets import TargetsLike
 
 __all__ = ["explain", "wrap", "explainers", "plugins"]
 
 
-def wrap(model: object) -> Model:
+def wrap(model: object, output: OutputSelector = None) -> Model:
     """Adapt a native model (torch ``nn.Module``, Keras model, ...) to :class:`Model`.
 
-    An already wrapped :class:`Model` is returned as is.
+    ``output`` picks the tensor to explain from structured outputs: a key or attribute name
+    (``"logits"``, ``"out"``; a Keras output name), a position (int) in a tuple / list, or a
+    callable ``fn(raw_outputs) -> tensor``; None: a single tensor, else a mapping's
+    ``"logits"`` or ``"out"`` (see :mod:`limelight.core.outputs`). It is stored as
+    ``Model.output``. An already wrapped :class:`Model` is returned as is, or, with
+    ``output`` given, as a copy with it set.
     """
+    output = check_selector(output)
     if isinstance(model, Model):
-        return model
+        if output is None or getattr(model, "output", None) is output:
+            return model
+        changed = copy.copy(model)
+        changed.output = output  # type: ignore[attr-defined]
+        return changed
     wrapped = registry.wrap(model)
     if wrapped is None:
         backends = [p.name for p in registry.plugins() if p.backend]
@@ -29,6 +43,8 @@ def wrap(model: object) -> Model:
             "Keras 3 models on the TensorFlow backend; wrap anything else in a "
             "limelight.Model subclass."
         )
+    if output is not None:
+        wrapped.output = output  # type: ignore[attr-defined]
     return wrapped
 
 
@@ -39,6 +55,7 @@ def explain(
     targets: TargetsLike = None,
     layer: Any = None,
     batch_size: int | None = None,
+    output: OutputSelector = None,
     **params: Any,
 ) -> Explanation:
     """Explain ``model``'s outputs on ``inputs`` with ``method``.
@@ -54,26 +71,36 @@ def explain(
         method: a registered explainer name (see :func:`explainers`).
         targets: None (each sample's predicted class), an int, one int per sample,
             ``(N, T)`` ints for methods that explain several outputs at once (SHAP), or a
-            :class:`~limelight.core.targets.Target`.
+            a target object from :mod:`limelight.targets` (``Class``, ``Region`` for dense
+            outputs, ``Function``, ``Similarity``).
         layer: the layer to explain at, for methods that use one (a name from
             ``wrap(model).layers()``, or a layer object); None picks the method's default.
         batch_size: samples per framework call; None processes the batch at once (SHAP
             methods: 50).
+        output: which tensor of structured outputs to explain (a key, attribute name,
+            Keras output name, position or callable; see :func:`wrap`); recorded in
+            ``params["output"]``. Dense outputs (segmentation, ``(N, K, H, W)`` from torch)
+            are explained channels-last, ``(N, H, W, K)``.
         **params: method-specific parameters (see the method's ``defaults``),
             ``explain_input`` (several inputs: the dict key or tuple position of the one input
             to explain; SHAP methods then attribute it alone, the others held at each
-            sample's values, and CAM maps are sized by it), and ``precision`` (``"auto"``, ``"highest"``: TF32 off, ``"default"``: your global
+            sample's values, and CAM maps are sized by it), and ``precision`` (``"auto"``,
+            ``"highest"``: TF32 off, ``"default"``: your global
             setting), recorded in ``params``.
 
     Returns:
         An :class:`Explanation` whose ``values`` are channels-last at input resolution.
     """
-    wrapped = wrap(model)
+    wrapped = wrap(model, output=output)
     explainer_cls = registry.explainer(method)
     if layer is not None:
         params["layer"] = layer
     explainer = explainer_cls(wrapped, batch_size=batch_size, **params)
-    return explainer(wrapped.canonical(inputs), targets)
+    x = wrapped.canonical(inputs)
+    if several(x) and not explainer_cls.handles_several():
+        able = [name for name, cls in registry.explainers().items() if cls.handles_several()]
+        raise several_inputs_error(method, type(x).__name__, ", ".join(able) or "none")
+    return explainer(x, targets)
 
 
 def explainers() -> list[str]:

@@ -13,9 +13,17 @@ from .errors import ParameterError, UnsupportedError
 from .explanation import Explanation, owned
 from .inputs import map_inputs, rows, select, several
 from .model import PRECISIONS, Array, Model, check_batch_size
-from .targets import Classes, Target, TargetsLike, resolve_target
+from .targets import Target, TargetsLike, resolve_target
 
 __all__ = ["Explainer"]
+
+
+def several_inputs_error(method: str, kind: str, able: str) -> UnsupportedError:
+    """The error for a method of one input given several (``kind``: tuple or dict)."""
+    return UnsupportedError(
+        f"explainer {method!r} explains models fed one input; these inputs are a {kind} of "
+        f"several. Methods that take several inputs: {able}."
+    )
 
 
 class Explainer(abc.ABC):
@@ -92,14 +100,7 @@ class Explainer(abc.ABC):
         """Explain canonical ``x`` (one array, or a tuple / dict of them for a model fed
         several inputs) under this explainer's precision policy."""
         if several(x) and not self.handles_several():
-            from .registry import registry
-
-            able = [name for name, cls in registry.explainers().items() if cls.handles_several()]
-            raise UnsupportedError(
-                f"explainer {self.name!r} explains models fed one input; these inputs are a "
-                f"{type(x).__name__} of several. Methods that take several inputs: "
-                f"{', '.join(able) or 'none'}."
-            )
+            raise several_inputs_error(self.name, type(x).__name__, "the methods whose defaults have explain_input")
         if self.params.get("explain_input") is not None:
             select(x, self.params["explain_input"])  # a wrong name fails before any work
         target = self.target(targets, rows(x))
@@ -119,25 +120,49 @@ class Explainer(abc.ABC):
 
     def classes(self, target: Target, outputs: Array) -> Any:
         """The class explained per sample: ``(N,)`` for a single target, else ``(N, T)``
-        (host ints for explicit classes; on the device for predicted ones)."""
-        target = target.check(int(outputs.shape[1]))
-        if isinstance(target, Classes):
-            index: Any = target.index
-        else:
+        (host ints for explicit classes, a Region's class, -1 for scores that are no class's
+        (Function, Similarity); on the device for predicted ones). ``outputs`` are
+        channels-last, ``(N, K)`` or dense ``(N, ..., K)``."""
+        target = target.check(int(outputs.shape[-1]))
+        index: Any = target.host_classes(int(outputs.shape[0]))
+        if index is None:
             data = [self.model.asarray(d) for d in target.data()]
             index = target.classes(self.xp, outputs, *data)
         return index[:, 0] if target.single else index
 
     def fix_target(self, target: Target, outputs: Array) -> tuple[Target, np.ndarray]:
-        """``target`` checked against ``outputs`` ``(N, K)`` and with its choice fixed (the
-        predicted class becomes explicit classes), for methods that run further passes on
-        other inputs; also the host class indices ``(N, T)``."""
-        target = target.check(int(outputs.shape[1]))
-        if isinstance(target, Classes):
-            return target, target.index
+        """``target`` checked against ``outputs`` ``(N, ..., K)`` and with its choice fixed
+        (the predicted class becomes explicit classes), for methods that run further passes
+        on other inputs; also the host class indices ``(N, T)`` (see :meth:`classes`)."""
+        target = target.check(int(outputs.shape[-1]))
+        known = target.host_classes(int(outputs.shape[0]))
+        if known is not None:
+            return target, known
         data = [self.model.asarray(d) for d in target.data()]
         classes = np.asarray(self.model.to_numpy(target.classes(self.xp, outputs, *data)), np.int64)
         return target.fixed(classes), classes
+
+    def expected_scores(self, target: Target, outputs: Array, n: int) -> Array:
+        """The mean of ``target``'s scores over the rows of ``outputs`` ``(M, ...)`` (e.g. a
+        background's) for each of ``n`` samples: ``(n, T)`` float64 on the device (SHAP's
+        base values). A target linear in the outputs (classes, regions) is scored once on the
+        mean output; others are averaged, per sample when they hold per-sample data."""
+        xp, model = self.xp, self.model
+        out64 = xp.astype(outputs, xp.float64)
+        data = target.data()
+        if target.linear:
+            mean = xp.mean(out64, axis=0, keepdims=True)
+            rows = xp.broadcast_to(mean, (n, *mean.shape[1:]))
+            return target.scores(xp, rows, *[model.asarray(d, like=out64) for d in data])
+        if not data:
+            mean = xp.mean(target.scores(xp, out64), axis=0, keepdims=True)
+            return xp.broadcast_to(mean, (n, int(mean.shape[1])))
+        m = int(outputs.shape[0])
+        per_sample = []
+        for i in range(n):
+            repeated = [model.asarray(np.repeat(d[i : i + 1], m, axis=0), like=out64) for d in data]
+            per_sample.append(xp.mean(target.scores(xp, out64, *repeated), axis=0))
+        return xp.stack(per_sample, axis=0)
 
     def result(
         self,
@@ -151,7 +176,8 @@ class Explainer(abc.ABC):
     ) -> Explanation:
         """Package backend arrays as an :class:`Explanation` (the only host copies): values
         as float32, ``classes`` ``(N,)``/``(N, T)``, this explainer's params updated with
-        ``params``."""
+        ``params``; ``outputs`` are kept as the backend gives them (``(N, K)``, or dense
+        channels-last ``(N, ..., K)``)."""
         def host(a: Any, dtype: Any) -> np.ndarray:
             return owned(self.model.to_numpy(a), dtype)
 
@@ -165,9 +191,19 @@ class Explainer(abc.ABC):
             outputs=host(outputs, np.float32),
             inputs=self._host_inputs(x),
             base_values=None if base_values is None else host(base_values, None),
-            params={**self.params, **params},
+            params={**self.params, **self._output_param(), **params},
             framework=self.model.framework,
         )
+
+    def _output_param(self) -> dict[str, Any]:
+        """``{"output": selector}`` when the model was given ``output=`` (a callable is
+        recorded by its name)."""
+        output = getattr(self.model, "output", None)
+        if output is None:
+            return {}
+        if callable(output):
+            output = getattr(output, "__qualname__", repr(output))
+        return {"output": output}
 
     def _host_inputs(self, x: Array) -> np.ndarray:
         prefetched = self._inputs

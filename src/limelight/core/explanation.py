@@ -57,7 +57,8 @@ class Explanation:
             CAM maps, ``(N, H, W, C)`` for attributions (``(N, D)`` for flat inputs). When
             several outputs are explained per sample, a trailing axis ``T`` is added.
         targets: ``(N,)`` int64, the explained output per sample; ``(N, T)`` for several.
-        outputs: ``(N, K)`` float32, the model's outputs.
+        outputs: ``(N, K)`` float32, the model's outputs (dense outputs channels-last,
+            ``(N, H, W, K)``); with ``output=``, the selected one.
         inputs: the canonical inputs ``(N, H, W, C)``, if kept.
 
     A model fed several inputs (a tuple or a dict) gives ``values`` (and ``inputs``) in the
@@ -102,7 +103,7 @@ class Explanation:
         shape = _shape_text(self.values)
         if self.targets.ndim not in (1, 2) or self.targets.shape[0] != n:
             raise InputError(f"targets shape {self.targets.shape} does not match values {shape}")
-        if self.outputs.ndim != 2 or self.outputs.shape[0] != n:
+        if self.outputs.ndim < 2 or self.outputs.shape[0] != n:
             raise InputError(f"outputs shape {self.outputs.shape} does not match values {shape}")
 
     def __len__(self) -> int:
@@ -147,7 +148,8 @@ class Explanation:
         ``values`` become ``(N, H, W, C, K)`` (CAM maps get a channel axis of 1; a single
         target per sample gives K = 1), ``base_values`` ``(N, K)``, ``data`` the inputs as
         pixel values in [0, 1] (:func:`limelight.core.ops.displayable`), and ``output_names`` ``(N, K)``: ``output_names[class]`` when a sequence
-        of class names is given, else ``"class {index}"``.
+        of class names is given, else ``"class {index}"`` (``"score"`` for targets that are no
+        class, ``-1``).
         """
         exp = self._one_input("to_shap()")
         try:
@@ -160,9 +162,13 @@ class Explanation:
         if exp.values.ndim == 3 and exp.targets.ndim == 1:  # (N, H, W) map: a channel axis
             values = values[:, :, :, None, :]
         base = np.zeros(targets.shape) if exp.base_values is None else exp.base_values.reshape(n, -1)
-        names = np.array(
-            [[str(output_names[t]) if output_names is not None else f"class {t}" for t in row] for row in targets]
-        )
+
+        def name(t: int) -> str:
+            if t < 0:  # a score that is no class's (targets.Function, targets.Similarity)
+                return "score"
+            return str(output_names[t]) if output_names is not None else f"class {t}"
+
+        names = np.array([[name(int(t)) for t in row] for row in targets])
         return shap.Explanation(
             values=np.asarray(values),
             base_values=np.asarray(base),

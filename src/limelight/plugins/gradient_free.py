@@ -159,7 +159,7 @@ class ScoreCAM(_LayerCAM):
         scores = xp.zeros((n * channels,), dtype=xp.float32, device=x.device)
         if constant.any():  # x ⊙ 0: the same zero input for every such channel
             zero_out = model.predict(xp.zeros_like(x[:1]))
-            zero = self.scores(target, xp.tile(zero_out, (n, 1)), np.arange(n))
+            zero = self.scores(target, xp.tile(zero_out, (n, *[1] * (zero_out.ndim - 1))), np.arange(n))
             zero = xp.astype(zero, xp.float32)[:, None] * xp.astype(constant_d, xp.float32)
             scores = scores + xp.reshape(zero, (-1,))
         rows, chans = np.nonzero(~constant)  # sample-major
@@ -344,8 +344,8 @@ class RISE(_ExtraPasses):
                 out = model.predict(x[i : i + 1] * keep)
                 if self.params["scores"] == "probability":
                     out = xp.astype(out, xp.float64)
-                    out = xp.exp(out - xp.max(out, axis=1, keepdims=True))
-                    out = out / xp.sum(out, axis=1, keepdims=True)
+                    out = xp.exp(out - xp.max(out, axis=-1, keepdims=True))  # classes: the last axis
+                    out = out / xp.sum(out, axis=-1, keepdims=True)
                 per_sample.append(xp.astype(self.scores(target, out, np.full(int(masks.shape[0]), i)), xp.float64))
                 done += int(masks.shape[0])
                 progress(done, total)

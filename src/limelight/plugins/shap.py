@@ -126,16 +126,15 @@ class _ShapExplainer(Explainer):
         against the canonical inputs ``x`` (see :func:`_checked_background`)."""
         return _checked_background(self, x)
 
-    def base_values(self, bg: Array, classes: np.ndarray, x: Array = None) -> Array:
-        """Mean output over the background for each explained class: ``(N, T)`` on the device.
-        With ``explain_input`` on several inputs ``x``: per sample, the mean output over the
-        background rows of that input, the other inputs at the sample's values."""
+    def base_values(self, bg: Array, target: Target, n: int, x: Array = None) -> Array:
+        """The explained scores' mean over the background (the mean output of each explained
+        class, ...): ``(n, T)`` on the device. With ``explain_input`` on several inputs ``x``:
+        per sample, the mean over the background rows of that input, the other inputs at the
+        sample's values."""
         xp, model = self.xp, self.model
         held = x is not None and several(x) and self.params.get("explain_input") is not None
         if not held:
-            mean = xp.mean(xp.astype(model.predict(bg, batch_size=self.size()), xp.float64), axis=0)
-            index = model.asarray(classes.reshape(-1))
-            return xp.reshape(xp.take(mean, index, axis=0), classes.shape)
+            return self.expected_scores(target, model.predict(bg, batch_size=self.size()), n)
         (key,) = self.attributed(x)
         m = rows(bg)
         base = []
@@ -144,8 +143,8 @@ class _ShapExplainer(Explainer):
             batch = rebuild(
                 x, [b if k == key else xp.take(a, repeat, axis=0) for k, a, b in zip(names(x), leaves(x), leaves(bg), strict=True)]
             )
-            mean = xp.mean(xp.astype(model.predict(batch, batch_size=self.size()), xp.float64), axis=0)
-            base.append(xp.take(mean, model.asarray(classes[row]), axis=0))
+            out = model.predict(batch, batch_size=self.size())
+            base.append(self.expected_scores(target[row : row + 1], out, 1)[0])
         return xp.stack(base)
 
     def values_of(self, x: Array, phis: dict[Any, Array]) -> Array:
@@ -260,7 +259,7 @@ class ShapGradient(_ShapExplainer):
                 update = xp.astype(grad, xp.float64) * xp.expand_dims(deltas[key], axis=1)
                 phis[key] = model.index_add(phis[key], rows_d, update)
         phis = {k: v / nsamples for k, v in phis.items()}
-        return self.finish(x, self.values_of(x, phis), classes, outputs, self.base_values(bg, classes, x), target)
+        return self.finish(x, self.values_of(x, phis), classes, outputs, self.base_values(bg, target, len(classes), x), target)
 
 
 class ShapPartition(_ShapExplainer):
@@ -291,11 +290,12 @@ class ShapPartition(_ShapExplainer):
         values = np.zeros((len(host), classes.shape[1], *host.shape[1:]), np.float64)
         base = np.zeros(classes.shape, np.float64)
         for row in range(len(host)):
-            wanted = model.asarray(classes[row])
+            one = target[np.array([row])]  # this row's target, scored on each masked batch
 
-            def f(batch: np.ndarray, wanted: Array = wanted) -> np.ndarray:
+            def f(batch: np.ndarray, one: Target = one) -> np.ndarray:
                 out = model.predict(model.asarray(np.asarray(batch, host.dtype), like=x))
-                return model.to_numpy(xp.take(out, wanted, axis=1))
+                data = [model.asarray(np.repeat(d, len(batch), axis=0), like=out) for d in one.data()]
+                return model.to_numpy(one.scores(xp, out, *data))
 
             # A fresh masker per image: shap's Image masker caches the blurred input by id(),
             # and our per-row slices can reuse an id, which silently blurs the wrong image.
@@ -352,12 +352,13 @@ class ShapDeep(_ShapExplainer):
                 update = xp.astype(get(multipliers, key), xp.float64) * xp.expand_dims(deltas, axis=1)
                 phis[key] = model.index_add(phis[key], rows_d, update)
         phis = {k: v / rows(bg) for k, v in phis.items()}
-        return self.finish(x, self.values_of(x, phis), classes, outputs, self.base_values(bg, classes, x), target)
+        return self.finish(x, self.values_of(x, phis), classes, outputs, self.base_values(bg, target, len(classes), x), target)
 
 
 class ShapAuto(Explainer):
     """What the classic notebook does by hand: ``shap-deep`` when the backend supports
-    DeepLIFT and the model has only supported operations, else ``shap-gradient``. The
+    DeepLIFT, the model has only supported operations (no TorchScript graph, which DeepLIFT's
+    rules cannot enter) and the target is linear in the outputs, else ``shap-gradient``. The
     choice is recorded in ``params["algorithm"]``."""
 
     name = "shap"
@@ -368,7 +369,9 @@ class ShapAuto(Explainer):
         _checked_background(self, x)  # a missing or mismatched background fails before any work
         chosen: type[_ShapExplainer] = ShapGradient
         reason = f"the {self.model.framework} backend has no DeepLIFT capability"
-        if isinstance(self.model, SupportsDeepLift):
+        if not target.linear:
+            reason = f"a {type(target).__name__} target's score is not linear in the outputs"
+        elif isinstance(self.model, SupportsDeepLift):
             unsupported = self.model.deeplift_unsupported(x)
             if not unsupported:
                 chosen, reason = ShapDeep, "every operation has a DeepLIFT rule"
