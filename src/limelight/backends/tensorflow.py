@@ -60,7 +60,7 @@ from ..core.errors import (
     no_deeplift_rule,
 )
 from ..core.hookspecs import hookimpl
-from ..core.layers import pick_default_layer
+from ..core.layers import Traced, pick_default_layer
 from ..core.lazy import LazyModule, import_triton_first
 from ..core.model import (
     SHAPE_WORDS,
@@ -285,16 +285,18 @@ class KerasModel(Model):
                     f"batches shaped {tuple(expected)}.{hint}"
                 )
             channels = expected[-1]
-            if len(shape) == 4 and channels is not None and shape[-1] != channels:
+            if len(shape) in (3, 4, 5) and channels is not None and shape[-1] != channels:
+                first, last = {3: ("(N, C, L)", "(N, L, C)"), 4: ("(N, C, H, W)", "NHWC"), 5: ("(N, C, D, H, W)", "(N, D, H, W, C)")}[len(shape)]
+                order = ", ".join(str(a) for a in (0, *range(2, len(shape)), 1))
                 hint = (
-                    " They look channels-first (N, C, H, W); Keras models take NHWC: pass "
-                    "x.transpose(0, 2, 3, 1)."
+                    f" They look channels-first {first}; Keras models take {last}: pass "
+                    f"x.transpose({order})."
                     if shape[1] == channels
                     else ""
                 )
                 raise InputError(
                     f"inputs have shape {shape}, but the model takes {channels} channels "
-                    f"in NHWC layout.{hint}"
+                    f"in {last} layout.{hint}"
                 )
         return x
 
@@ -448,16 +450,19 @@ class KerasModel(Model):
         return cache[key]
 
     def _default_from_trace(self, x: Any) -> str:
-        finished: list[tuple[str, tuple[int | None, ...] | None]] = []
+        finished: list[Traced] = []
+        alive: list[Any] = []  # outputs kept alive while tracing, so their id()s stay unique
 
         def record(name: str, output: Any) -> Any:
-            shape = getattr(output, "shape", None)
-            finished.append((name, None if shape is None else tuple(shape)))
+            shape = getattr(output, "shape", None) if tf.is_tensor(output) else None
+            alive.append(output)
+            finished.append(Traced(name, None if shape is None else tuple(shape), id(output)))
             return output
 
         with _tapped(self._named_layers(), record):
             _call(self.native, x)
-        return pick_default_layer(finished, separator=SEPARATOR)
+        alive.clear()
+        return pick_default_layer(finished, separator=SEPARATOR, input_shape=tuple(x.shape))
 
     def _layer(self, layer: object) -> tuple[str, Any]:
         path = self.resolve_layer(layer)

@@ -51,7 +51,7 @@ from ..core.cache import ProcessSetting, holding_model_lock, model_cache
 from ..core.errors import InputError, LayerError, LimelightError, NotDifferentiableError, no_deeplift_rule
 from ..core.explanation import owned
 from ..core.hookspecs import hookimpl
-from ..core.layers import pick_default_layer
+from ..core.layers import Traced, pick_default_layer
 from ..core.lazy import LazyModule
 from ..core.model import (
     SHAPE_WORDS,
@@ -66,6 +66,7 @@ from ..core.model import (
     unknown_layer,
 )
 from ..core.targets import Target
+from ..core.tokens import is_channels_last
 
 if TYPE_CHECKING:
     import torch as torch_types
@@ -84,13 +85,48 @@ def limelight_wrap_model(model: object) -> Model | None:
     return TorchModel(model)
 
 
-def _nchw(t: Any) -> Any:
-    """Channels-last view ``(N, H, W, C)`` -> the NCHW view (and back with :func:`_nhwc`)."""
-    return t.permute(0, 3, 1, 2) if t.ndim == 4 else t
+def _nchw(t: Any, signal: bool = False) -> Any:
+    """Channels-last view ``(N, H, W, C)`` -> the NCHW view (and back with :func:`_nhwc`);
+    volumes ``(N, D, H, W, C)`` -> ``(N, C, D, H, W)``; with ``signal``, 1-D signals
+    ``(N, L, C)`` -> ``(N, C, L)``. Other ranks pass through."""
+    if t.ndim in (4, 5) or (signal and t.ndim == 3):
+        return t.permute(0, t.ndim - 1, *range(1, t.ndim - 1))
+    return t
 
 
-def _nhwc(t: Any) -> Any:
-    return t.permute(0, 2, 3, 1) if t.ndim == 4 else t
+def _nhwc(t: Any, signal: bool = False) -> Any:
+    if t.ndim in (4, 5) or (signal and t.ndim == 3):
+        return t.permute(0, *range(2, t.ndim), 1)
+    return t
+
+
+class _StemFound(Exception):
+    """Stops the trial forward of :meth:`TorchModel._stem` at the first convolution."""
+
+
+_LAYOUTS = {1: ("(N, C, L)", "(N, L, C)"), 2: ("NCHW", "(N, H, W, C)"), 3: ("(N, C, D, H, W)", "(N, D, H, W, C)")}
+
+
+def _check_stem(shape: tuple[int, ...], dims: int, channels: int, received: tuple[int, ...], name: str) -> None:
+    """InputError when the model's first convolution (``name``, ``dims``-D, ``channels``
+    input channels) received inputs of ``shape`` in a layout it cannot take: no batch axis,
+    or the channels on the wrong axis."""
+    first, last = _LAYOUTS.get(dims, (f"(N, C, {dims} spatial dims)", "channels-last"))
+    if len(received) == dims + 1 and len(shape) == dims + 1:
+        raise InputError(
+            f"inputs have shape {shape}, but this model takes a batch {first}: for one sample use "
+            "x[None] (x.unsqueeze(0))."
+        )
+    if len(received) != dims + 2 or received[1] == channels:
+        return
+    hint = ""
+    if len(shape) == dims + 2 and shape[-1] == channels:
+        order = ", ".join(str(a) for a in (0, len(shape) - 1, *range(1, len(shape) - 1)))
+        hint = f" They look channels-last {last}; torch models take {first}: pass x.permute({order})."
+    raise InputError(
+        f"inputs have shape {shape}, but the model's first convolution ({name!r}) takes {channels} "
+        f"channels in {first} layout.{hint}"
+    )
 
 
 def _column_gradients(scores: Any, wrt: Any) -> Iterator[Any]:
@@ -303,25 +339,16 @@ class TorchModel(Model):
         if not tensor.is_floating_point():
             tensor = tensor.to(torch.float32)
         check_batch(self.xp, tensor, self.to_numpy)
-        expected = self._input_channels()
-        if expected is not None:
+        signal = False
+        if tensor.ndim in (3, 4, 5):
+            stem = self._stem(tensor)
+            if stem is not None:
+                _check_stem(tuple(tensor.shape), *stem)
+                signal = tensor.ndim == 3 and stem[0] == 1
             if tensor.ndim == 3:
-                raise InputError(
-                    f"inputs have shape {tuple(tensor.shape)}, but this model takes a batch (N, C, H, W): "
-                    "for one image use x[None] (x.unsqueeze(0))."
-                )
-            if tensor.ndim == 4 and tensor.shape[1] != expected:
-                hint = (
-                    " They look channels-last (N, H, W, C); torch models take NCHW: pass "
-                    "x.permute(0, 3, 1, 2)."
-                    if tensor.shape[3] == expected
-                    else ""
-                )
-                raise InputError(
-                    f"inputs have shape {tuple(tensor.shape)}, but the model's first convolution takes "
-                    f"{expected} channels in NCHW layout.{hint}"
-                )
-        return _nhwc(tensor.to(device=device, dtype=dtype))
+                canonical = (tensor.shape[2], tensor.shape[1]) if signal else tuple(tensor.shape[1:])
+                model_cache(self.native)[("signal", canonical)] = signal
+        return _nhwc(tensor.to(device=device, dtype=dtype), signal)
 
     def asarray(self, a: Any, like: Array | None = None) -> torch_types.Tensor:
         device = like.device if like is not None else self._device_dtype()[0]
@@ -372,10 +399,72 @@ class TorchModel(Model):
             yield
 
     def _input_channels(self) -> int | None:
+        """The channels of the convolution the model ran first on its inputs (its stem, found
+        by :meth:`_stem`), else of its first registered ``Conv2d``, else None."""
+        stem = model_cache(self.native).get("stem")
+        if stem is not None:
+            return int(stem[1])
         for module in self.native.modules():
             if isinstance(module, torch.nn.Conv2d):
                 return int(module.in_channels)
         return None
+
+    @holding_model_lock
+    def _stem(self, tensor: torch_types.Tensor) -> tuple[int, int, tuple[int, ...], str] | None:
+        """The first convolution the model runs on a sample of ``tensor`` (as the user feeds
+        it): ``(spatial dims, in_channels, shape it received, name)``, or None when the
+        forward ran no convolution or failed before one. The trial forward stops at that
+        convolution (a pre-hook raises), runs in eval mode without gradients, and is cached
+        per model and input shape."""
+        cache = model_cache(self.native)
+        key = ("stem", tuple(tensor.shape[1:]))
+        if key in cache:
+            if cache[key] is not None:
+                cache["stem"] = cache[key]
+            return cache[key]
+        found: list[tuple[int, int, tuple[int, ...], str]] = []
+
+        def make_hook(name: str) -> Any:
+            def hook(module: Any, args: Any) -> None:
+                received = tuple(args[0].shape) if args and isinstance(args[0], torch.Tensor) else ()
+                found.append((len(module.kernel_size), int(module.in_channels), received, name))
+                raise _StemFound
+
+            return hook
+
+        device, dtype = self._device_dtype()
+        sample = tensor[:1].to(device=device, dtype=dtype)
+        with contextlib.ExitStack() as stack:
+            for name, module in self.native.named_modules():
+                if isinstance(module, torch.nn.modules.conv._ConvNd):
+                    stack.callback(module.register_forward_pre_hook(make_hook(name)).remove)
+            try:
+                with self._eval_mode(), torch.no_grad():
+                    self.native(self._copy(sample))
+            except _StemFound:
+                pass
+            except Exception:  # noqa: BLE001 - no conclusion; the real forward reports the error
+                pass
+        cache[key] = found[0] if found else None
+        if found:
+            cache["stem"] = found[0]
+        return cache[key]
+
+    def _signal(self, x: Array) -> bool:
+        """Whether canonical ``x`` (3-D) is a 1-D signal ``(N, L, C)`` the model takes as
+        ``(N, C, L)`` (its first convolution is a ``Conv1d``; see :meth:`canonical`)."""
+        return x.ndim == 3 and bool(model_cache(self.native).get(("signal", tuple(x.shape[1:])), False))
+
+    def _layer_nhwc(self, t: torch_types.Tensor, x: Array) -> torch_types.Tensor:
+        """A layer's output (or its gradient) -> channels-last. 4-D outputs are NCHW unless
+        they are ``(N, h, w, C)`` already (Swin stages; see
+        :func:`~limelight.core.tokens.is_channels_last`, judged against the input's
+        ``(H, W)``); 5-D ``(N, C, D, H, W)`` -> ``(N, D, H, W, C)``; 3-D outputs of models of
+        1-D signals ``(N, C, L)`` -> ``(N, L, C)``; tokens ``(N, T, C)`` and the rest as
+        they are."""
+        if t.ndim == 4 and is_channels_last(tuple(t.shape), tuple(x.shape[1:3]) if x.ndim == 4 else None):
+            return t
+        return _nhwc(t, self._signal(x))
 
     def _device_dtype(self) -> tuple[Any, Any]:
         device, dtype = torch.device("cpu"), torch.float32
@@ -403,7 +492,7 @@ class TorchModel(Model):
         """Canonical NHWC (a view of the user's tensor or an explainer's array) -> a fresh NCHW
         tensor in the model's memory format: a model that edits its input in place
         (``ReLU(inplace=True)`` first, ``x.sub_(mean)``) never touches the user's tensor."""
-        return self._copy(_nchw(x))
+        return self._copy(_nchw(x, self._signal(x)))
 
     def _copy(self, native: torch_types.Tensor) -> torch_types.Tensor:
         """A fresh copy of an NCHW (or flat) tensor in the model's memory format."""
@@ -453,12 +542,20 @@ class TorchModel(Model):
         return cache[key]
 
     def _trace_default_layer(self, x: Array) -> str:
-        finished: list[tuple[str, tuple[int, ...] | None]] = []
+        finished: list[Traced] = []
+        alive: list[Any] = []  # outputs kept alive while tracing, so their id()s stay unique
 
         def make_hook(name: str) -> Any:
             def hook(module: Any, args: Any, output: Any) -> None:
-                shape = tuple(output.shape) if isinstance(output, torch.Tensor) else None
-                finished.append((name, shape))
+                if not isinstance(output, torch.Tensor):
+                    finished.append(Traced(name, None))
+                    return
+                alive.append(output)
+                memory = (output.untyped_storage().data_ptr(), output.numel())
+                shape = tuple(self._layer_nhwc(output, x).shape)  # channels-last for the shared rule
+                # the version counter tells an output changed in place later (ConvNeXt's
+                # ``result += input`` after ``stochastic_depth``) from the block's own output
+                finished.append(Traced(name, shape, (id(output), _version(output)), memory))
 
             return hook
 
@@ -467,15 +564,17 @@ class TorchModel(Model):
                 if name:
                     stack.callback(module.register_forward_hook(make_hook(name)).remove)
             self._forward(x, grad=False)
-        # NCHW shapes -> NHWC for the shared rule
-        return pick_default_layer(
-            [(n, None if s is None or len(s) != 4 else (s[0], s[2], s[3], s[1])) for n, s in finished],
-            separator=".",
-        )
+        alive.clear()
+        return pick_default_layer(finished, separator=".", input_shape=tuple(x.shape))
 
     # -- running ----------------------------------------------------------------------------
     def _layout(self) -> str:
         channels = self._input_channels()
+        stem = model_cache(self.native).get("stem")
+        if channels is not None and stem is not None and stem[0] != 2:
+            return {1: f"batches (N, {channels}, L)", 3: f"batches (N, {channels}, D, H, W)"}.get(
+                stem[0], f"batches (N, {channels}, ...)"
+            )
         if channels is not None:
             return f"NCHW batches (N, {channels}, H, W)"
         for module in self.native.modules():
@@ -575,7 +674,7 @@ class TorchModel(Model):
         for batch in batches(len(x), batch_size):
             with self._capture(module, name, grad=False) as store:
                 self._forward(x[batch], grad=False)
-            parts.append(_nhwc(self._captured(store, name)))
+            parts.append(self._layer_nhwc(self._captured(store, name), x))
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     @staticmethod
@@ -623,7 +722,7 @@ class TorchModel(Model):
                 with torch.enable_grad():
                     # the leaf is a view of x; the model gets a copy, so in-place ops in
                     # forward() modify neither x nor a leaf autograd must keep intact
-                    activation = _nchw(x).detach().requires_grad_(True)
+                    activation = _nchw(x, self._signal(x)).detach().requires_grad_(True)
                     fed = self._copy(activation)
                     with self._input_conv_mode(fed), self._forward_errors(fed):
                         out = self._check_outputs(self.native(fed))
@@ -633,6 +732,11 @@ class TorchModel(Model):
                     with self._forward_errors(fed):
                         out = self._check_outputs(self.native(fed))
                 activation = self._captured(store, named[0])
+        if named is None:
+            signal = self._signal(x)
+            to_last: Callable[[Any], Any] = lambda t: _nhwc(t, signal)  # noqa: E731
+        else:
+            to_last = lambda t: self._layer_nhwc(t, x)  # noqa: E731
         if not out.requires_grad:
             raise NotDifferentiableError(
                 f"the model's output does not depend differentiably on {where}: does "
@@ -648,8 +752,8 @@ class TorchModel(Model):
                     f"the model's output does not depend on {where}; pick a layer on the path "
                     "to the output."
                 )
-            grads.append(_nhwc(grad))
-        return out.detach(), _nhwc(activation.detach()), torch.stack(grads, dim=1)
+            grads.append(to_last(grad))
+        return out.detach(), to_last(activation.detach()), torch.stack(grads, dim=1)
 
     # -- edited activations (Ablation-CAM) ---------------------------------------------------
     @holding_model_lock
@@ -832,7 +936,8 @@ class TorchModel(Model):
     def _deeplift_forward(self, x: Array, references: Array) -> tuple[Any, Any, dict[str, int]]:
         from .torch_deeplift import DeepLiftMode
 
-        both = torch.cat([_nchw(x), _nchw(references)])
+        signal = self._signal(x)
+        both = torch.cat([_nchw(x, signal), _nchw(references, signal)])
         if both.ndim == 4:
             both = both.contiguous(memory_format=self._memory_format())
         leaf = both.detach().requires_grad_(True)
@@ -866,5 +971,5 @@ class TorchModel(Model):
             target = target.check(out.shape[1])
             with torch.enable_grad():
                 scores = self._scores(target, out[:n], rows)
-            grads = [_nhwc(grad[:n]) for grad in _column_gradients(scores, leaf)]
+            grads = [_nhwc(grad[:n], self._signal(x)) for grad in _column_gradients(scores, leaf)]
         return torch.stack(grads, dim=1)
