@@ -191,9 +191,9 @@ def test_swin_t_default_layer_and_parity(method, reference):
 # -- timm --------------------------------------------------------------------------------------
 def timm_models():
     timm = pytest.importorskip("timm")
+    from timm.models.deit import VisionTransformerDistilled
     from timm.models.swin_transformer import SwinTransformer
     from timm.models.vision_transformer import VisionTransformer as TimmViT
-    from timm.models.deit import VisionTransformerDistilled
 
     common = dict(img_size=64, patch_size=16, embed_dim=32, depth=2, num_heads=2, num_classes=5)
     return {

@@ -175,14 +175,26 @@ def _tf32_off() -> Callable[[], None]:
 
 
 def _sublayers(layer: Any) -> list[Any]:
+    """The layers a layer holds, then, for functional models, the operations of their graph
+    that are not layers (``inputs + x`` is a ``keras.ops`` ``Add`` named ``add_17``: ConvNeXt's
+    block outputs exist only as such operations)."""
     flatten = getattr(layer, "_flatten_layers", None)
     if flatten is None:
         return []
-    return [
+    subs = [
         sub
         for sub in flatten(include_self=False, recursive=False)
         if not isinstance(sub, keras.layers.InputLayer)
     ]
+    operations = getattr(layer, "operations", None) if isinstance(layer, keras.Model) else None
+    if isinstance(operations, list):
+        known = {id(sub) for sub in subs}
+        subs += [
+            op
+            for op in operations
+            if id(op) not in known and not isinstance(op, keras.layers.Layer) and isinstance(getattr(op, "name", None), str)
+        ]
+    return subs
 
 
 @contextlib.contextmanager
@@ -367,7 +379,9 @@ class KerasModel(Model):
     # -- randomised copies -------------------------------------------------------------------
     def parameter_layers(self) -> list[str]:
         """Layers that own weights directly (not containers), input side first."""
-        return [p for p, layer in self._named_layers().items() if layer.weights and not _sublayers(layer)]
+        return [
+            p for p, layer in self._named_layers().items() if getattr(layer, "weights", None) and not _sublayers(layer)
+        ]
 
     @holding_model_lock
     @_keeps_cause

@@ -416,7 +416,7 @@ class TorchModel(Model):
         forward ran no convolution or failed before one. The trial forward stops at that
         convolution (a pre-hook raises), runs in eval mode without gradients, and is cached
         per model and input shape."""
-        cache = model_cache(self.native)
+        cache = self._traced_cache()
         key = ("stem", tuple(tensor.shape[1:]))
         if key in cache:
             if cache[key] is not None:
@@ -531,15 +531,21 @@ class TorchModel(Model):
         """The last module (in execution order) with a spatial 4-D output that runs once
         per forward (see :func:`~limelight.core.layers.pick_default_layer`); traced on a
         sample ``x``."""
+        cache = self._traced_cache()
+        key = ("default layer", tuple(x.shape[1:]))
+        if key not in cache:
+            cache[key] = self._trace_default_layer(x[:1])
+        return cache[key]
+
+    def _traced_cache(self) -> dict[Any, Any]:
+        """The model's cache, emptied first when its architecture changed since the last
+        trace (default layers, stems and input layouts are traced per architecture)."""
         cache = model_cache(self.native)
         modules = tuple(id(m) for m in self.native.modules())
         if cache.get("modules") != modules:  # the architecture changed: forget what was traced
             cache.clear()
             cache["modules"] = modules
-        key = ("default layer", tuple(x.shape[1:]))
-        if key not in cache:
-            cache[key] = self._trace_default_layer(x[:1])
-        return cache[key]
+        return cache
 
     def _trace_default_layer(self, x: Array) -> str:
         finished: list[Traced] = []
