@@ -445,7 +445,7 @@ class KerasModel(Model):
     @holding_model_lock
     @_keeps_cause
     def default_layer(self, x: Array | None = None) -> str:
-        """The last layer (in execution order) with a spatial 4-D output that runs once per
+        """The last layer (in execution order) with a spatial or token output that runs once per
         forward (see :func:`~limelight.core.layers.pick_default_layer`), traced on a sample
         ``x``; without one, on zeros shaped like the model's declared input."""
         if x is None:

@@ -3,6 +3,13 @@
 * Arrays stay on the model's device. Canonical inputs are channels-last *views*
   (``x.permute(0, 2, 3, 1)``) of the NCHW tensors the model is fed, not copies; activations
   and gradients are handed out the same way. ``xp`` is ``array_api_compat.torch``.
+* Layouts: the first convolution the model runs (a trial forward on one sample, cached per
+  model and input shape, stopped there) says what it takes: ``(N, C, H, W)``,
+  ``(N, C, L)`` (``Conv1d``; canonical ``(N, L, C)``), ``(N, C, D, H, W)`` (canonical
+  ``(N, D, H, W, C)``); ``(N, H, W)`` grayscale batches and ``(N, T, D)`` sequences are kept
+  as they are. Layer outputs are handed out channels-last: 4-D ones are NCHW unless they are
+  ``(N, h, w, C)`` already (Swin stages, :func:`~limelight.core.tokens.is_channels_last`);
+  token outputs ``(N, T, C)`` as they are.
 * The model runs in its own dtype and memory format: NCHW contiguous, or channels-last when
   its weights are (``model.to(memory_format=torch.channels_last)``, the way channels-last
   models are made); ``TorchModel(model, memory_format=...)`` forces one. The model always
@@ -528,9 +535,10 @@ class TorchModel(Model):
 
     @holding_model_lock
     def default_layer(self, x: Array) -> str:
-        """The last module (in execution order) with a spatial 4-D output that runs once
-        per forward (see :func:`~limelight.core.layers.pick_default_layer`); traced on a
-        sample ``x``."""
+        """The last module (in execution order) with a spatial or token output that runs once
+        per forward, narrowed to the innermost module returning the same tensor; for vision
+        transformers the first norm of the last block (see
+        :func:`~limelight.core.layers.pick_default_layer`); traced on a sample ``x``."""
         cache = self._traced_cache()
         key = ("default layer", tuple(x.shape[1:]))
         if key not in cache:

@@ -244,11 +244,15 @@ class SupportsLayers(Protocol):
         ...
 
     def default_layer(self, x: Array) -> str:
-        """The last layer with a spatial output that runs once per forward, traced on ``x``."""
+        """The layer CAMs use by default, traced on ``x``: the output of the last block with a
+        spatial output that runs once per forward; the first norm of the last block of a
+        vision transformer (see :func:`~limelight.core.layers.pick_default_layer`)."""
         ...
 
     def activations(self, x: Array, layer: str, *, batch_size: int | None = None) -> Array:
-        """Activations of ``layer`` for canonical ``x`` (channels-last); no gradients."""
+        """Activations of ``layer`` for canonical ``x`` (channels-last: ``(N, h, w, C)``,
+        ``(N, l, C)``, ``(N, d, h, w, C)``; token layers ``(N, T, C)`` as they are); no
+        gradients."""
         ...
 
 
