@@ -167,6 +167,7 @@ def swin_reshape(tensor):
     return tensor.permute(0, 3, 1, 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method, reference", [("gradcam", pgc.GradCAM), ("hirescam", pgc.HiResCAM)])
 def test_swin_t_default_layer_and_parity(method, reference):
     torch.manual_seed(0)
@@ -226,6 +227,25 @@ def test_timm_vits_default_layer_and_parity(name):
     np.testing.assert_allclose(ours.values, ref, atol=1e-5)
 
 
+def test_timm_vit_on_a_non_square_input():
+    models, timm = timm_models()
+    from timm.models.vision_transformer import VisionTransformer as TimmViT
+
+    torch.manual_seed(0)
+    model = TimmViT(img_size=(64, 48), patch_size=16, embed_dim=32, depth=2, num_heads=2, num_classes=5, reg_tokens=2).eval()
+    x = torch.randn(2, 3, 64, 48, generator=torch.Generator().manual_seed(0))
+    ours = limelight.explain(model, x, "gradcam", targets=[0, 1])
+
+    def reshape(t):  # 3 prefix tokens (class + 2 registers), a 4x3 grid
+        return t[:, 3:, :].reshape(t.size(0), 4, 3, t.size(2)).permute(0, 3, 1, 2)
+
+    assert ours.params["layer"] == "blocks.1.norm1" and ours.values.shape == (2, 64, 48)
+    with pgc.GradCAM(model=model, target_layers=[model.blocks[-1].norm1], reshape_transform=reshape) as cam:
+        ref = cam(input_tensor=x, targets=[ClassifierOutputTarget(0), ClassifierOutputTarget(1)])
+    assert (ours.values.reshape(2, -1).std(axis=1) > 0.05).all()
+    np.testing.assert_allclose(ours.values, ref, atol=1e-5)
+
+
 def test_timm_swin_default_layer_and_parity():
     models, _ = timm_models()
     torch.manual_seed(0)
@@ -278,6 +298,7 @@ def keras_vit():
     return keras.Model(inputs, outputs)
 
 
+@pytest.mark.slow
 def test_keras_vit_default_layer_and_token_reshape():
     model = keras_vit()
     x = np.random.RandomState(0).rand(2, 32, 32, 3).astype(np.float32)
