@@ -444,7 +444,10 @@ class TorchModel(Model):
         with contextlib.ExitStack() as stack:
             for name, module in self.native.named_modules():
                 if isinstance(module, torch.nn.modules.conv._ConvNd):
-                    stack.callback(module.register_forward_pre_hook(make_hook(name)).remove)
+                    try:
+                        stack.callback(module.register_forward_pre_hook(make_hook(name)).remove)
+                    except (RuntimeError, AttributeError):  # modules that take no hooks (TorchScript)
+                        continue
             try:
                 with self._eval_mode(), torch.no_grad():
                     self.native(self._copy(sample))
