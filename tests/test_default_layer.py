@@ -141,6 +141,17 @@ def test_an_inplace_residual_sum_is_not_its_branch():
     np.testing.assert_allclose(acts.numpy(), ref.numpy(), rtol=1e-6, atol=1e-6)
 
 
+def test_an_inplace_activation_is_not_mistaken_for_a_view():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(inplace=True),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    assert limelight.explain(model, torch.randn(1, 3, 8, 8)).params["layer"] == "2"  # the ReLU, not the BatchNorm
+    permuted = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torchvision.ops.Permute([0, 2, 3, 1]),
+                                   torchvision.ops.Permute([0, 3, 1, 2]), torch.nn.AdaptiveAvgPool2d(1),
+                                   torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    assert limelight.explain(permuted, torch.randn(1, 3, 8, 8)).params["layer"] == "0"  # views name the conv
+
+
 def test_convnext_block_output_differs_from_its_branch():
     """Tried as a new user would: the default was the residual branch
     ``features.7.2.stochastic_depth``, whose map differs from the block's."""

@@ -568,7 +568,10 @@ class TorchModel(Model):
                     finished.append(Traced(name, None))
                     return
                 alive.append(output)
-                memory = (output.untyped_storage().data_ptr(), output.numel())
+                # what a view shares with the layer before it; an in-place op (returns its input)
+                # computes its output, so it has none
+                in_place = any(output is a for a in args)
+                memory = None if in_place else (output.untyped_storage().data_ptr(), output.numel())
                 shape = tuple(self._layer_nhwc(output, x).shape)  # channels-last for the shared rule
                 # the version counter tells an output changed in place later (ConvNeXt's
                 # ``result += input`` after ``stochastic_depth``) from the block's own output
