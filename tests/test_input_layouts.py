@@ -71,10 +71,14 @@ def test_the_trial_forward_is_cached_and_leaves_the_model_as_it_was():
     calls = []
     model.stem.register_forward_pre_hook(lambda *a: calls.append(1))
     wrapped = limelight.wrap(model)
+    wrapped.canonical(torch.randn(2, 3, 8, 8))
+    assert calls == []  # a convolution takes 3 channels: no trial needed
     for _ in range(3):
-        wrapped.canonical(torch.randn(2, 3, 8, 8))
-    assert len(calls) == 1  # one trial per model and input shape
-    wrapped.canonical(torch.randn(2, 3, 10, 10))
+        with pytest.raises(InputError, match="'stem'"):
+            wrapped.canonical(torch.randn(2, 8, 8, 3))
+    assert len(calls) == 1  # one trial per model and input shape, stopped at the stem
+    with pytest.raises(InputError, match="'stem'"):
+        wrapped.canonical(torch.randn(2, 10, 10, 3))
     assert len(calls) == 2
     assert model.training and all(m.training for m in model.modules())
     assert len(model.stem._forward_pre_hooks) == 1  # the test's own: the trial's hooks are gone

@@ -4,7 +4,9 @@
   (``x.permute(0, 2, 3, 1)``) of the NCHW tensors the model is fed, not copies; activations
   and gradients are handed out the same way. ``xp`` is ``array_api_compat.torch``.
 * Layouts: the first convolution the model runs (a trial forward on one sample, cached per
-  model and input shape, stopped there) says what it takes: ``(N, C, H, W)``,
+  model and input shape, stopped there) says what it takes, when no convolution of the
+  input's dimensionality takes its channels (to refuse with the right advice) and for 3-D
+  inputs: ``(N, C, H, W)``,
   ``(N, C, L)`` (``Conv1d``; canonical ``(N, L, C)``), ``(N, C, D, H, W)`` (canonical
   ``(N, D, H, W, C)``); ``(N, H, W)`` grayscale batches and ``(N, T, D)`` sequences are kept
   as they are. Layer outputs are handed out channels-last: 4-D ones are NCHW unless they are
@@ -347,7 +349,7 @@ class TorchModel(Model):
             tensor = tensor.to(torch.float32)
         check_batch(self.xp, tensor, self.to_numpy)
         signal = False
-        if tensor.ndim in (3, 4, 5):
+        if tensor.ndim in (3, 4, 5) and not self._takes_channels(tensor):
             stem = self._stem(tensor)
             if stem is not None:
                 _check_stem(tuple(tensor.shape), *stem)
@@ -415,6 +417,19 @@ class TorchModel(Model):
             if isinstance(module, torch.nn.Conv2d):
                 return int(module.in_channels)
         return None
+
+    def _takes_channels(self, tensor: torch_types.Tensor) -> bool:
+        """Whether ``tensor``'s layout needs no trial forward: the model has no convolution, or
+        one of its convolutions of the input's dimensionality takes ``tensor.shape[1]``
+        channels (NCHW inputs of an ordinary CNN). 3-D inputs of models with convolutions
+        (``(N, C, L)`` signals, ``(N, H, W)`` grayscale, a missing batch axis) need one."""
+        convs = [m for m in self.native.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)]
+        if not convs:
+            return True
+        if tensor.ndim == 3:
+            return False
+        dims = tensor.ndim - 2
+        return any(len(m.kernel_size) == dims and int(m.in_channels) == int(tensor.shape[1]) for m in convs)
 
     @holding_model_lock
     def _stem(self, tensor: torch_types.Tensor) -> tuple[int, int, tuple[int, ...], str] | None:
