@@ -250,7 +250,7 @@ def test_unknown_method_lists_close_names():
 
 
 def test_unknown_parameter_lists_accepted_ones():
-    with pytest.raises(ParameterError, match=r"does not accept smoothing.*layer, normalize, precision, relu, upsample"):
+    with pytest.raises(ParameterError, match=r"does not accept smoothing.*layer, normalize, precision, relu, reshape, upsample"):
         limelight.explain(LinearModel(np.ones(3)), np.zeros((1, 3)), method="gradcam", smoothing=3)
 
 

@@ -26,7 +26,7 @@ def test_contract(twin_cnn, method):
     assert np.isfinite(exp.values).all() and exp.values.min() >= 0 and exp.values.max() <= 1
     np.testing.assert_array_equal(exp.targets, exp.outputs.argmax(1))
     np.testing.assert_array_equal(exp.inputs, x_nhwc)
-    assert exp.params == {"layer": layer, "relu": True, "upsample": True, "normalize": True, "precision": "default"}
+    assert exp.params == {"layer": layer, "reshape": None, "relu": True, "upsample": True, "normalize": True, "precision": "default"}
     # deterministic, and batch composition does not matter
     again = limelight.explain(tm, x_nchw[2:], method, batch_size=1)
     np.testing.assert_allclose(again.values, exp.values[2:], atol=1e-5)

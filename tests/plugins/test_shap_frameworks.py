@@ -407,7 +407,7 @@ def test_background_with_other_channels_names_the_background(data):
     gray = np.random.RandomState(1).rand(4, 1, 16, 16).astype(np.float32)
     with pytest.raises(InputError, match=r"^background rows have shape \(4, 1, 16, 16\).*inputs.*\(2, 16, 16, 3\)"):
         limelight.explain(model, x, "shap-gradient", background=gray)
-    assert model.calls == 0
+    assert model.calls <= 1  # at most the layout trial, stopped at the first convolution
 
 
 @pytest.mark.parametrize("method", ["shap-gradient", "shap-deep"])

@@ -61,7 +61,7 @@ from ..core.errors import (
 )
 from ..core.hookspecs import hookimpl
 from ..core.inputs import concat, describe, from_user, leaves, map_inputs, rows, several, shapes, take
-from ..core.layers import pick_default_layer
+from ..core.layers import Traced, pick_default_layer
 from ..core.lazy import LazyModule, import_triton_first
 from ..core.model import (
     SHAPE_WORDS,
@@ -178,14 +178,26 @@ def _tf32_off() -> Callable[[], None]:
 
 
 def _sublayers(layer: Any) -> list[Any]:
+    """The layers a layer holds, then, for functional models, the operations of their graph
+    that are not layers (``inputs + x`` is a ``keras.ops`` ``Add`` named ``add_17``: ConvNeXt's
+    block outputs exist only as such operations)."""
     flatten = getattr(layer, "_flatten_layers", None)
     if flatten is None:
         return []
-    return [
+    subs = [
         sub
         for sub in flatten(include_self=False, recursive=False)
         if not isinstance(sub, keras.layers.InputLayer)
     ]
+    operations = getattr(layer, "operations", None) if isinstance(layer, keras.Model) else None
+    if isinstance(operations, list):
+        known = {id(sub) for sub in subs}
+        subs += [
+            op
+            for op in operations
+            if id(op) not in known and not isinstance(op, keras.layers.Layer) and isinstance(getattr(op, "name", None), str)
+        ]
+    return subs
 
 
 @contextlib.contextmanager
@@ -337,16 +349,18 @@ class KerasModel(Model):
                     f"batches shaped {tuple(expected)}.{hint}"
                 )
             channels = expected[-1]
-            if len(shape) == 4 and channels is not None and shape[-1] != channels:
+            if len(shape) in (3, 4, 5) and channels is not None and shape[-1] != channels:
+                first, last = {3: ("(N, C, L)", "(N, L, C)"), 4: ("(N, C, H, W)", "NHWC"), 5: ("(N, C, D, H, W)", "(N, D, H, W, C)")}[len(shape)]
+                order = ", ".join(str(a) for a in (0, *range(2, len(shape)), 1))
                 hint = (
-                    " They look channels-first (N, C, H, W); Keras models take NHWC: pass "
-                    "x.transpose(0, 2, 3, 1)."
+                    f" They look channels-first {first}; Keras models take {last}: pass "
+                    f"x.transpose({order})."
                     if shape[1] == channels
                     else ""
                 )
                 raise InputError(
                     f"inputs have shape {shape}, but the model takes {channels} channels "
-                    f"in NHWC layout.{hint}"
+                    f"in {last} layout.{hint}"
                 )
         return x
 
@@ -420,7 +434,9 @@ class KerasModel(Model):
     # -- randomised copies -------------------------------------------------------------------
     def parameter_layers(self) -> list[str]:
         """Layers that own weights directly (not containers), input side first."""
-        return [p for p, layer in self._named_layers().items() if layer.weights and not _sublayers(layer)]
+        return [
+            p for p, layer in self._named_layers().items() if getattr(layer, "weights", None) and not _sublayers(layer)
+        ]
 
     @holding_model_lock
     @_keeps_cause
@@ -484,7 +500,7 @@ class KerasModel(Model):
     @holding_model_lock
     @_keeps_cause
     def default_layer(self, x: Array | None = None) -> str:
-        """The last layer (in execution order) with a spatial 4-D output that runs once per
+        """The last layer (in execution order) with a spatial or token output that runs once per
         forward (see :func:`~limelight.core.layers.pick_default_layer`), traced on a sample
         ``x``; without one, on zeros shaped like the model's declared input."""
         if x is None:
@@ -504,16 +520,19 @@ class KerasModel(Model):
         return cache[key]
 
     def _default_from_trace(self, x: Any) -> str:
-        finished: list[tuple[str, tuple[int | None, ...] | None]] = []
+        finished: list[Traced] = []
+        alive: list[Any] = []  # outputs kept alive while tracing, so their id()s stay unique
 
         def record(name: str, output: Any) -> Any:
-            shape = getattr(output, "shape", None)
-            finished.append((name, None if shape is None else tuple(shape)))
+            shape = getattr(output, "shape", None) if tf.is_tensor(output) else None
+            alive.append(output)
+            finished.append(Traced(name, None if shape is None else tuple(shape), id(output)))
             return output
 
         with _tapped(self._named_layers(), record):
             _call(self.native, x)
-        return pick_default_layer(finished, separator=SEPARATOR)
+        alive.clear()
+        return pick_default_layer(finished, separator=SEPARATOR, input_shape=tuple(x.shape))
 
     def _layer(self, layer: object) -> tuple[str, Any]:
         path = self.resolve_layer(layer)

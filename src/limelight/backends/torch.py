@@ -3,6 +3,15 @@
 * Arrays stay on the model's device. Canonical inputs are channels-last *views*
   (``x.permute(0, 2, 3, 1)``) of the NCHW tensors the model is fed, not copies; activations
   and gradients are handed out the same way. ``xp`` is ``array_api_compat.torch``.
+* Layouts: the first convolution the model runs (a trial forward on one sample, cached per
+  model and input shape, stopped there) says what it takes, when no convolution of the
+  input's dimensionality takes its channels (to refuse with the right advice) and for 3-D
+  inputs: ``(N, C, H, W)``,
+  ``(N, C, L)`` (``Conv1d``; canonical ``(N, L, C)``), ``(N, C, D, H, W)`` (canonical
+  ``(N, D, H, W, C)``); ``(N, H, W)`` grayscale batches and ``(N, T, D)`` sequences are kept
+  as they are. Layer outputs are handed out channels-last: 4-D ones are NCHW unless they are
+  ``(N, h, w, C)`` already (Swin stages, :func:`~limelight.core.tokens.is_channels_last`);
+  token outputs ``(N, T, C)`` as they are.
 * The model runs in its own dtype and memory format: NCHW contiguous, or channels-last when
   its weights are (``model.to(memory_format=torch.channels_last)``, the way channels-last
   models are made); ``TorchModel(model, memory_format=...)`` forces one. The model always
@@ -60,7 +69,7 @@ from ..core.explanation import owned
 from ..core.hookspecs import hookimpl
 from ..core.inputs import concat, describe, from_user, leaves, map_inputs, rebuild, several, shapes, take
 from ..core.inputs import rows as input_rows
-from ..core.layers import pick_default_layer
+from ..core.layers import Traced, pick_default_layer
 from ..core.lazy import LazyModule
 from ..core.model import (
     SHAPE_WORDS,
@@ -76,6 +85,7 @@ from ..core.model import (
 )
 from ..core.outputs import OutputSelector, select_output
 from ..core.targets import Target, deeplift_target
+from ..core.tokens import is_channels_last
 
 if TYPE_CHECKING:
     import torch as torch_types
@@ -94,13 +104,48 @@ def limelight_wrap_model(model: object) -> Model | None:
     return TorchModel(model)
 
 
-def _nchw(t: Any) -> Any:
-    """Channels-last view ``(N, H, W, C)`` -> the NCHW view (and back with :func:`_nhwc`)."""
-    return t.permute(0, 3, 1, 2) if t.ndim == 4 else t
+def _nchw(t: Any, signal: bool = False) -> Any:
+    """Channels-last view ``(N, H, W, C)`` -> the NCHW view (and back with :func:`_nhwc`);
+    volumes ``(N, D, H, W, C)`` -> ``(N, C, D, H, W)``; with ``signal``, 1-D signals
+    ``(N, L, C)`` -> ``(N, C, L)``. Other ranks pass through."""
+    if t.ndim in (4, 5) or (signal and t.ndim == 3):
+        return t.permute(0, t.ndim - 1, *range(1, t.ndim - 1))
+    return t
 
 
-def _nhwc(t: Any) -> Any:
-    return t.permute(0, 2, 3, 1) if t.ndim == 4 else t
+def _nhwc(t: Any, signal: bool = False) -> Any:
+    if t.ndim in (4, 5) or (signal and t.ndim == 3):
+        return t.permute(0, *range(2, t.ndim), 1)
+    return t
+
+
+class _StemFound(Exception):
+    """Stops the trial forward of :meth:`TorchModel._stem` at the first convolution."""
+
+
+_LAYOUTS = {1: ("(N, C, L)", "(N, L, C)"), 2: ("NCHW", "(N, H, W, C)"), 3: ("(N, C, D, H, W)", "(N, D, H, W, C)")}
+
+
+def _check_stem(shape: tuple[int, ...], dims: int, channels: int, received: tuple[int, ...], name: str) -> None:
+    """InputError when the model's first convolution (``name``, ``dims``-D, ``channels``
+    input channels) received inputs of ``shape`` in a layout it cannot take: no batch axis,
+    or the channels on the wrong axis."""
+    first, last = _LAYOUTS.get(dims, (f"(N, C, {dims} spatial dims)", "channels-last"))
+    if len(received) == dims + 1 and len(shape) == dims + 1:
+        raise InputError(
+            f"inputs have shape {shape}, but this model takes a batch {first}: for one sample use "
+            "x[None] (x.unsqueeze(0))."
+        )
+    if len(received) != dims + 2 or received[1] == channels:
+        return
+    hint = ""
+    if len(shape) == dims + 2 and shape[-1] == channels:
+        order = ", ".join(str(a) for a in (0, len(shape) - 1, *range(1, len(shape) - 1)))
+        hint = f" They look channels-last {last}; torch models take {first}: pass x.permute({order})."
+    raise InputError(
+        f"inputs have shape {shape}, but the model's first convolution ({name!r}) takes {channels} "
+        f"channels in {first} layout.{hint}"
+    )
 
 
 def _no_inference_mode() -> None:
@@ -366,25 +411,16 @@ class TorchModel(Model):
         if not tensor.is_floating_point():
             tensor = tensor.to(torch.float32)
         check_batch(self.xp, tensor, self.to_numpy)
-        expected = self._input_channels() if check_channels else None
-        if expected is not None:
+        signal = False
+        if check_channels and tensor.ndim in (3, 4, 5) and not self._takes_channels(tensor):
+            stem = self._stem(tensor)
+            if stem is not None:
+                _check_stem(tuple(tensor.shape), *stem)
+                signal = tensor.ndim == 3 and stem[0] == 1
             if tensor.ndim == 3:
-                raise InputError(
-                    f"inputs have shape {tuple(tensor.shape)}, but this model takes a batch (N, C, H, W): "
-                    "for one image use x[None] (x.unsqueeze(0))."
-                )
-            if tensor.ndim == 4 and tensor.shape[1] != expected:
-                hint = (
-                    " They look channels-last (N, H, W, C); torch models take NCHW: pass "
-                    "x.permute(0, 3, 1, 2)."
-                    if tensor.shape[3] == expected
-                    else ""
-                )
-                raise InputError(
-                    f"inputs have shape {tuple(tensor.shape)}, but the model's first convolution takes "
-                    f"{expected} channels in NCHW layout.{hint}"
-                )
-        return _nhwc(tensor.to(device=device, dtype=dtype))
+                canonical = (tensor.shape[2], tensor.shape[1]) if signal else tuple(tensor.shape[1:])
+                model_cache(self.native)[("signal", canonical)] = signal
+        return _nhwc(tensor.to(device=device, dtype=dtype), signal)
 
     def asarray(self, a: Any, like: Array | None = None) -> torch_types.Tensor:
         device = like.device if like is not None else self._device_dtype()[0]
@@ -435,10 +471,92 @@ class TorchModel(Model):
             yield
 
     def _input_channels(self) -> int | None:
+        """The channels of the convolution the model ran first on its inputs (its stem, found
+        by :meth:`_stem`), else of its first registered ``Conv2d``, else None."""
+        stem = model_cache(self.native).get("stem")
+        if stem is not None:
+            return int(stem[1])
         for module in self.native.modules():
             if isinstance(module, torch.nn.Conv2d):
                 return int(module.in_channels)
         return None
+
+    def _takes_channels(self, tensor: torch_types.Tensor) -> bool:
+        """Whether ``tensor``'s layout needs no trial forward: the model has no convolution, or
+        one of its convolutions of the input's dimensionality takes ``tensor.shape[1]``
+        channels (NCHW inputs of an ordinary CNN). 3-D inputs of models with convolutions
+        (``(N, C, L)`` signals, ``(N, H, W)`` grayscale, a missing batch axis) need one."""
+        convs = [m for m in self.native.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)]
+        if not convs:
+            return True
+        if tensor.ndim == 3:
+            return False
+        dims = tensor.ndim - 2
+        return any(len(m.kernel_size) == dims and int(m.in_channels) == int(tensor.shape[1]) for m in convs)
+
+    @holding_model_lock
+    def _stem(self, tensor: torch_types.Tensor) -> tuple[int, int, tuple[int, ...], str] | None:
+        """The first convolution the model runs on a sample of ``tensor`` (as the user feeds
+        it): ``(spatial dims, in_channels, shape it received, name)``, or None when the
+        forward ran no convolution or failed before one. The trial forward stops at that
+        convolution (a pre-hook raises), runs in eval mode without gradients, and is cached
+        per model and input shape."""
+        cache = self._traced_cache()
+        key = ("stem", tuple(tensor.shape[1:]))
+        if key in cache:
+            if cache[key] is not None:
+                cache["stem"] = cache[key]
+            return cache[key]
+        found: list[tuple[int, int, tuple[int, ...], str]] = []
+
+        def make_hook(name: str) -> Any:
+            def hook(module: Any, args: Any) -> None:
+                received = tuple(args[0].shape) if args and isinstance(args[0], torch.Tensor) else ()
+                found.append((len(module.kernel_size), int(module.in_channels), received, name))
+                raise _StemFound
+
+            return hook
+
+        device, dtype = self._device_dtype()
+        sample = tensor[:1].to(device=device, dtype=dtype)
+        with contextlib.ExitStack() as stack:
+            for name, module in self.native.named_modules():
+                if isinstance(module, torch.nn.modules.conv._ConvNd):
+                    try:
+                        stack.callback(module.register_forward_pre_hook(make_hook(name)).remove)
+                    except (RuntimeError, AttributeError):  # modules that take no hooks (TorchScript)
+                        continue
+            try:
+                with self._eval_mode(), torch.no_grad():
+                    self.native(self._copy(sample))
+            except _StemFound:
+                pass
+            except Exception:  # noqa: BLE001 - no conclusion; the real forward reports the error
+                pass
+        cache[key] = found[0] if found else None
+        if found:
+            cache["stem"] = found[0]
+        return cache[key]
+
+    def _signal(self, x: Array) -> bool:
+        """Whether canonical ``x`` (3-D) is a 1-D signal ``(N, L, C)`` the model takes as
+        ``(N, C, L)`` (its first convolution is a ``Conv1d``; see :meth:`canonical`)."""
+        if several(x):
+            return False
+        return x.ndim == 3 and bool(model_cache(self.native).get(("signal", tuple(x.shape[1:])), False))
+
+    def _layer_nhwc(self, t: torch_types.Tensor, x: Array) -> torch_types.Tensor:
+        """A layer's output (or its gradient) -> channels-last. 4-D outputs are NCHW unless
+        they are ``(N, h, w, C)`` already (Swin stages; see
+        :func:`~limelight.core.tokens.is_channels_last`, judged against the input's
+        ``(H, W)``); 5-D ``(N, C, D, H, W)`` -> ``(N, D, H, W, C)``; 3-D outputs of models of
+        1-D signals ``(N, C, L)`` -> ``(N, L, C)``; tokens ``(N, T, C)`` and the rest as
+        they are."""
+        if several(x):  # judged against the one image input, if any
+            x = next((a for a in leaves(x) if a.ndim == 4), leaves(x)[0])
+        if t.ndim == 4 and is_channels_last(tuple(t.shape), tuple(x.shape[1:3]) if x.ndim == 4 else None):
+            return t
+        return _nhwc(t, self._signal(x))
 
     def _device_dtype(self) -> tuple[Any, Any]:
         device, dtype = torch.device("cpu"), torch.float32
@@ -467,7 +585,7 @@ class TorchModel(Model):
         tensor in the model's memory format: a model that edits its input in place
         (``ReLU(inplace=True)`` first, ``x.sub_(mean)``) never touches the user's tensor.
         Several inputs: the same structure of such tensors."""
-        return map_inputs(lambda a: self._copy(_nchw(a)), x)
+        return map_inputs(lambda a: self._copy(_nchw(a, self._signal(a))), x)
 
     def _copy(self, native: torch_types.Tensor) -> torch_types.Tensor:
         """A fresh copy of an NCHW (or flat) tensor in the model's memory format."""
@@ -510,27 +628,45 @@ class TorchModel(Model):
 
     @holding_model_lock
     def default_layer(self, x: Array) -> str:
-        """The last module (in execution order) with a spatial 4-D output that runs once
-        per forward (see :func:`~limelight.core.layers.pick_default_layer`); traced on a
-        sample ``x``."""
+        """The last module (in execution order) with a spatial or token output that runs once
+        per forward, narrowed to the innermost module returning the same tensor; for vision
+        transformers the first norm of the last block (see
+        :func:`~limelight.core.layers.pick_default_layer`); traced on a sample ``x``."""
         self._layers_reachable()
-        cache = model_cache(self.native)
-        modules = tuple(id(m) for m in self.native.modules())
-        if cache.get("modules") != modules:  # the architecture changed: forget what was traced
-            cache.clear()
-            cache["modules"] = modules
+        cache = self._traced_cache()
         key = ("default layer", shapes(x))
         if key not in cache:
             cache[key] = self._trace_default_layer(take(x, slice(0, 1)))
         return cache[key]
 
+    def _traced_cache(self) -> dict[Any, Any]:
+        """The model's cache, emptied first when its architecture changed since the last
+        trace (default layers, stems and input layouts are traced per architecture)."""
+        cache = model_cache(self.native)
+        modules = tuple(id(m) for m in self.native.modules())
+        if cache.get("modules") != modules:  # the architecture changed: forget what was traced
+            cache.clear()
+            cache["modules"] = modules
+        return cache
+
     def _trace_default_layer(self, x: Array) -> str:
-        finished: list[tuple[str, tuple[int, ...] | None]] = []
+        finished: list[Traced] = []
+        alive: list[Any] = []  # outputs kept alive while tracing, so their id()s stay unique
 
         def make_hook(name: str) -> Any:
             def hook(module: Any, args: Any, output: Any) -> None:
-                shape = tuple(output.shape) if isinstance(output, torch.Tensor) else None
-                finished.append((name, shape))
+                if not isinstance(output, torch.Tensor):
+                    finished.append(Traced(name, None))
+                    return
+                alive.append(output)
+                # what a view shares with the layer before it; an in-place op (returns its input)
+                # computes its output, so it has none
+                in_place = any(output is a for a in args)
+                memory = None if in_place else (output.untyped_storage().data_ptr(), output.numel())
+                shape = tuple(self._layer_nhwc(output, x).shape)  # channels-last for the shared rule
+                # the version counter tells an output changed in place later (ConvNeXt's
+                # ``result += input`` after ``stochastic_depth``) from the block's own output
+                finished.append(Traced(name, shape, (id(output), _version(output)), memory))
 
             return hook
 
@@ -539,15 +675,17 @@ class TorchModel(Model):
                 if name and not isinstance(module, torch.jit.ScriptModule):  # TorchScript: no hooks
                     stack.callback(module.register_forward_hook(make_hook(name)).remove)
             self._forward(x, grad=False)
-        # NCHW shapes -> NHWC for the shared rule
-        return pick_default_layer(
-            [(n, None if s is None or len(s) != 4 else (s[0], s[2], s[3], s[1])) for n, s in finished],
-            separator=".",
-        )
+        alive.clear()
+        return pick_default_layer(finished, separator=".", input_shape=tuple(x.shape))
 
     # -- running ----------------------------------------------------------------------------
     def _layout(self) -> str:
         channels = self._input_channels()
+        stem = model_cache(self.native).get("stem")
+        if channels is not None and stem is not None and stem[0] != 2:
+            return {1: f"batches (N, {channels}, L)", 3: f"batches (N, {channels}, D, H, W)"}.get(
+                stem[0], f"batches (N, {channels}, ...)"
+            )
         if channels is not None:
             return f"NCHW batches (N, {channels}, H, W)"
         for module in self.native.modules():
@@ -650,7 +788,7 @@ class TorchModel(Model):
         for batch in batches(input_rows(x), batch_size):
             with self._capture(module, name, grad=False) as store:
                 self._forward(take(x, batch), grad=False)
-            parts.append(_nhwc(self._captured(store, name)))
+            parts.append(self._layer_nhwc(self._captured(store, name), x))
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     @staticmethod
@@ -699,7 +837,7 @@ class TorchModel(Model):
                 with torch.enable_grad():
                     # the leaf is a view of x; the model gets a copy, so in-place ops in
                     # forward() modify neither x nor a leaf autograd must keep intact
-                    activation = map_inputs(lambda a: _nchw(a).detach().requires_grad_(True), x)
+                    activation = map_inputs(lambda a: _nchw(a, self._signal(a)).detach().requires_grad_(True), x)
                     fed = map_inputs(self._copy, activation)
                     conv_mode = contextlib.nullcontext() if several(fed) else self._input_conv_mode(fed)
                     with conv_mode, self._forward_errors(fed):
@@ -710,6 +848,12 @@ class TorchModel(Model):
                     with self._forward_errors(fed):
                         out = self._check_outputs(_feed(self.native, fed))
                 activation = self._captured(store, named[0])
+        if named is None:  # the input's gradients, per input for several
+            to_last: Callable[[Any], Any] = lambda t: map_inputs(  # noqa: E731
+                lambda a, ref: _nhwc(a, self._signal(ref)), t, x
+            )
+        else:
+            to_last = lambda t: self._layer_nhwc(t, x)  # noqa: E731
         if not out.requires_grad:
             raise NotDifferentiableError(
                 f"the model's output does not depend differentiably on {where}: does "
@@ -725,9 +869,9 @@ class TorchModel(Model):
                     f"the model's output does not depend on {where}; pick a layer on the path "
                     "to the output."
                 )
-            grads.append(map_inputs(_nhwc, grad))
+            grads.append(to_last(grad))
         stacked = map_inputs(lambda *g: torch.stack(g, dim=1), *grads)
-        return out.detach(), map_inputs(lambda a: _nhwc(a.detach()), activation), stacked
+        return out.detach(), to_last(map_inputs(lambda a: a.detach(), activation)), stacked
 
     # -- edited activations (Ablation-CAM) ---------------------------------------------------
     @holding_model_lock
@@ -919,7 +1063,8 @@ class TorchModel(Model):
         _no_inference_mode()
 
         def pair(a: Any, r: Any) -> Any:
-            both = torch.cat([_nchw(a), _nchw(r)])
+            signal = self._signal(a)
+            both = torch.cat([_nchw(a, signal), _nchw(r, signal)])
             if both.ndim == 4:
                 both = both.contiguous(memory_format=self._memory_format())
             return both.detach().requires_grad_(True)
@@ -960,7 +1105,12 @@ class TorchModel(Model):
             with torch.enable_grad():
                 scores = self._scores(target, out[:n], rows)
             grads = [
-                map_inputs(lambda g, a: _nhwc((torch.zeros_like(a) if g is None else g)[:n]), grad, leaf)
+                map_inputs(
+                    lambda g, a, ref: _nhwc((torch.zeros_like(a) if g is None else g)[:n], self._signal(ref)),
+                    grad,
+                    leaf,
+                    x,
+                )
                 for grad in _column_gradients(scores, leaf)
             ]
         return map_inputs(lambda *g: torch.stack(g, dim=1), *grads)

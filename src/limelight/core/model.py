@@ -3,7 +3,10 @@
 Every array between a :class:`Model` and an explainer is the backend's own array type on
 the model's device (a torch tensor, a TensorFlow tensor, a NumPy array for host-only
 backends), channels-last: inputs ``(N, H, W, C)`` (or ``(N, D)``), activations
-``(N, h, w, C)``, outputs ``(N, K)``, maps ``(N, H, W)``. Explainers compute on them with
+``(N, h, w, C)``, outputs ``(N, K)``, maps ``(N, H, W)``; 1-D signals ``(N, L, C)`` and
+volumes ``(N, D, H, W, C)`` likewise, with ``(N, l, C)`` / ``(N, d, h, w, C)`` activations
+and ``(N, L)`` / ``(N, D, H, W)`` maps; token layers of transformers ``(N, T, C)``,
+``(N, H, W)`` grayscale batches without a channel axis kept as they are. Explainers compute on them with
 :attr:`Model.xp`, an Array API namespace, plus the helpers the standard lacks
 (:meth:`Model.asarray`, :meth:`Model.to_numpy`, :meth:`Model.index_add`,
 :meth:`Model.resize`). Only final results cross to NumPy.
@@ -185,15 +188,24 @@ class Model(abc.ABC):
         flat = xp.reshape(values, (values.shape[0], -1))
         return target + xp.reshape(onehot @ xp.astype(flat, target.dtype), target.shape)
 
-    def resize(self, maps: Array, size: tuple[int, int], *, align_corners: bool = False) -> Array:
+    def resize(self, maps: Array, size: tuple[int, ...], *, align_corners: bool = False) -> Array:
         """Bilinear resize of ``(N, h, w)`` maps to ``size = (H, W)``, as two matrix products
         in the maps' dtype. Half-pixel centres by default (cv2 ``INTER_LINEAR`` ≡ torch
         ``align_corners=False`` ≡ ``tf.image.resize``); ``align_corners=True`` maps corner to
-        corner (torch ``UpsamplingBilinear2d``)."""
-        height, width = size
-        if tuple(maps.shape[1:3]) == (height, width):
+        corner (torch ``UpsamplingBilinear2d``). Maps of other ranks, ``(N, l)`` to ``(L,)``
+        or ``(N, d, h, w)`` to ``(D, H, W)``, are resized the same way along each axis in turn
+        (linear, trilinear: torch ``interpolate(mode="trilinear", align_corners=False)``)."""
+        if tuple(maps.shape[1:]) == tuple(size):
             return maps
         xp = self.xp
+        if len(size) != 2:
+            if len(size) != maps.ndim - 1:
+                raise ValueError(f"cannot resize maps of shape {tuple(maps.shape)} to {tuple(size)}")
+            for out in size:  # each step resizes axis 1 and moves it last
+                matrix = bilinear_matrix(maps.shape[1], out, align_corners=align_corners).T
+                maps = xp.tensordot(maps, self.asarray(matrix, like=maps), axes=([1], [0]))
+            return maps
+        height, width = size
         rows = self.asarray(bilinear_matrix(maps.shape[1], height, align_corners=align_corners), like=maps)
         cols = self.asarray(bilinear_matrix(maps.shape[2], width, align_corners=align_corners).T, like=maps)
         return xp.matmul(xp.matmul(rows, maps), cols)
@@ -232,11 +244,15 @@ class SupportsLayers(Protocol):
         ...
 
     def default_layer(self, x: Array) -> str:
-        """The last layer with a spatial output that runs once per forward, traced on ``x``."""
+        """The layer CAMs use by default, traced on ``x``: the output of the last block with a
+        spatial output that runs once per forward; the first norm of the last block of a
+        vision transformer (see :func:`~limelight.core.layers.pick_default_layer`)."""
         ...
 
     def activations(self, x: Array, layer: str, *, batch_size: int | None = None) -> Array:
-        """Activations of ``layer`` for canonical ``x`` (channels-last); no gradients."""
+        """Activations of ``layer`` for canonical ``x`` (channels-last: ``(N, h, w, C)``,
+        ``(N, l, C)``, ``(N, d, h, w, C)``; token layers ``(N, T, C)`` as they are); no
+        gradients."""
         ...
 
 

@@ -2,14 +2,22 @@
 
 Each method is a small class that says only how its map is computed from the layer's
 activations ``A`` and gradients ``G`` (both ``(N, h, w, C)``, channels-last, backend
-arrays on the model's device); the shared
+arrays on the model's device; ``(N, l, C)`` for 1-D signals and ``(N, d, h, w, C)`` for
+volumes, which give ``(N, L)`` and ``(N, D, H, W)`` maps); the shared
 :class:`CAMExplainer` base does the rest.
+
+Token layers of vision transformers, ``(N, T, C)`` for image inputs, become ``(N, h, w, C)``
+before the method sees them: the prefix tokens (class, distillation, registers) in front are
+dropped and the grid is inferred from ``T`` and the input's ``(H, W)``
+(:func:`~limelight.core.tokens.infer_grid`); ``reshape=(h, w)`` sets the grid (the
+``T - h·w`` tokens in front are dropped). Gradients get the same reshape.
 
 Post-processing (the defaults, each can be turned off for raw maps):
 
 1. ``relu=True``: keep the positive part of the map.
 2. ``upsample=True``: bilinear resize to the input's ``(H, W)`` with half-pixel centres
-   (cv2 ``INTER_LINEAR`` ≡ torch ``align_corners=False`` ≡ ``tf.image.resize``).
+   (cv2 ``INTER_LINEAR`` ≡ torch ``align_corners=False`` ≡ ``tf.image.resize``); linear
+   and trilinear, same convention, for 1-D and 3-D maps.
 3. ``normalize=True``: per-image min-max to [0, 1]; a constant map (e.g. all zero) becomes
    all zeros, never NaN.
 
@@ -32,6 +40,7 @@ from ..core.inputs import spatial_input
 from ..core.model import Array, Model, SupportsGradients, SupportsLayers
 from ..core.ops import minmax_normalize
 from ..core.targets import Target
+from ..core.tokens import grid_from_reshape, infer_grid, tokens_to_grid
 
 __all__ = [
     "CAMExplainer",
@@ -45,20 +54,61 @@ __all__ = [
     "principal_projection",
     "postprocess",
     "not_spatial",
+    "to_spatial",
 ]
 
 
 def postprocess(model: Model, maps: Array, x: Array, *, relu: bool, upsample: bool, normalize: bool) -> Array:
     """The family's post-processing of raw ``(N, h, w)`` maps for inputs ``x``: ReLU,
-    bilinear upsampling to ``x``'s ``(H, W)`` with half-pixel centres, per-map min-max."""
+    bilinear upsampling to ``x``'s ``(H, W)`` with half-pixel centres, per-map min-max.
+    Maps ``(N, *s)`` of any rank ``k = len(s)`` are resized to ``x.shape[1:1 + k]`` (the
+    spatial axes of channels-last inputs: ``(L,)`` of ``(N, L, C)``, ``(D, H, W)`` of
+    ``(N, D, H, W, C)``, ``(H, W)`` of ``(N, H, W)`` grayscale batches)."""
     xp = model.xp
     if relu:
         maps = xp.clip(maps, min=0.0)
-    if upsample and x.ndim == 4:
-        maps = model.resize(maps, (int(x.shape[1]), int(x.shape[2])))
+    rank = maps.ndim - 1
+    if upsample and rank >= 1 and x.ndim >= rank + 1:
+        maps = model.resize(maps, tuple(int(s) for s in x.shape[1 : rank + 1]))
     if normalize:
         maps = minmax_normalize(maps, xp)
     return maps
+
+
+def to_spatial(
+    xp: Any, x: Array, layer: str, activations: Array, gradients: Array | None, reshape: Any = None
+) -> tuple[Array, Array | None] | None:
+    """A layer's channels-last activations and gradients as maps of positions ``(N, *s, C)``.
+
+    ``(N, h, w, C)`` and ``(N, d, h, w, C)`` pass; ``(N, l, C)`` passes for 3-D inputs (1-D
+    signals). Tokens ``(N, T, C)`` of image inputs ``(N, H, W, C)`` become ``(N, h, w, C)``
+    (prefix tokens dropped, grid from :func:`~limelight.core.tokens.infer_grid`), or the
+    grid ``reshape`` (a LayerError when the tokens fit no grid). None: not spatial.
+    """
+    ndim = activations.ndim
+    if reshape is not None:
+        if ndim != 3:
+            raise LayerError(
+                f"reshape= arranges token layers (N, T, C) on a grid; layer {layer!r} outputs shape "
+                f"{tuple(activations.shape)[1:]} per sample: leave reshape out."
+            )
+        prefix, grid = grid_from_reshape(reshape, int(activations.shape[1]))
+    elif ndim == 3 and x.ndim >= 4:
+        tokens = int(activations.shape[1])
+        found = infer_grid(tokens, tuple(int(s) for s in x.shape[1:3])) if x.ndim == 4 else None
+        if found is None:
+            raise LayerError(
+                f"layer {layer!r} outputs {tokens} tokens, which form no grid of the input's spatial "
+                f"size {tuple(int(s) for s in x.shape[1:-1])} after 0 to 8 class/register tokens; "
+                "pass reshape=(h, w) with the grid of patch tokens (the tokens in front are dropped)."
+            )
+        prefix, grid = found
+    elif ndim in (4, 5) or (ndim == 3 and x.ndim == 3):
+        return activations, gradients
+    else:
+        return None
+    reshaped = None if gradients is None else tokens_to_grid(xp, gradients, prefix, grid)
+    return tokens_to_grid(xp, activations, prefix, grid), reshaped
 
 
 def not_spatial(method: str, model: SupportsLayers, layer: str, shape: tuple[int, ...], x: Array) -> LayerError:
@@ -77,11 +127,13 @@ class CAMExplainer(Explainer):
     """Base of the class-activation-map methods: ``values`` are ``(N, H, W)`` maps.
 
     Subclasses implement :meth:`cam` with ``self.xp``. Parameters: ``layer`` (None: the
-    backend's default, the last spatial layer), ``relu``, ``upsample``, ``normalize`` (see
-    the module doc). Maps are computed in float32 on the model's device.
+    backend's default, the last spatial layer; the first norm of the last block of a vision
+    transformer), ``reshape`` (the ``(h, w)`` grid of a token layer; None: inferred),
+    ``relu``, ``upsample``, ``normalize`` (see the module doc). Maps are computed in float32
+    on the model's device.
     """
 
-    defaults = MappingProxyType({"layer": None, "relu": True, "upsample": True, "normalize": True})
+    defaults = MappingProxyType({"layer": None, "reshape": None, "relu": True, "upsample": True, "normalize": True})
     requires: ClassVar[tuple[type, ...]] = (SupportsGradients, SupportsLayers)
     #: several inputs: maps sized by the one image input (or ``explain_input``'s)
     several_inputs = True
@@ -89,7 +141,7 @@ class CAMExplainer(Explainer):
     @abc.abstractmethod
     def cam(self, activations: Array, gradients: Array) -> Array:
         """The raw map ``(N, h, w)`` from activations and gradients ``(N, h, w, C)``
-        (gradients None for methods that take none)."""
+        (gradients None for methods that take none); ``(N, *s)`` from ``(N, *s, C)``."""
 
     def explain(self, x: Array, target: Target) -> Explanation:
         model, xp = self.model, self.xp
@@ -98,8 +150,10 @@ class CAMExplainer(Explainer):
         layer = self.params["layer"]
         layer = model.default_layer(x) if layer is None else model.resolve_layer(layer)
         activations, gradients, outputs = self.layer_arrays(x, target, layer)
-        if activations.ndim != 4:
+        spatial = to_spatial(xp, image, layer, activations, gradients, self.params["reshape"])
+        if spatial is None:
             raise not_spatial(self.name, model, layer, tuple(activations.shape), x)
+        activations, gradients = spatial
         maps = self.cam(
             xp.astype(activations, xp.float32, copy=False),
             None if gradients is None else xp.astype(gradients, xp.float32, copy=False),
@@ -115,6 +169,11 @@ class CAMExplainer(Explainer):
 
 
 
+def _positions(a: Array) -> tuple[int, ...]:
+    """The position axes of channels-last ``(N, *s, C)``: ``(1, 2)`` for ``(N, h, w, C)``."""
+    return tuple(range(1, a.ndim - 1))
+
+
 class _WeightedCAM(CAMExplainer):
     """Maps that are a weighted sum of activation channels: ``Σ_c w[n, c] · A[n, ..., c]``."""
 
@@ -124,7 +183,8 @@ class _WeightedCAM(CAMExplainer):
 
     def cam(self, activations: Array, gradients: Array) -> Array:
         weights = self.weights(activations, gradients)
-        return self.xp.sum(activations * weights[:, None, None, :], axis=-1)
+        shape = (int(weights.shape[0]), *([1] * (activations.ndim - 2)), int(weights.shape[1]))
+        return self.xp.sum(activations * self.xp.reshape(weights, shape), axis=-1)
 
 
 class GradCAM(_WeightedCAM):
@@ -136,7 +196,7 @@ class GradCAM(_WeightedCAM):
     name = "gradcam"
 
     def weights(self, activations: Array, gradients: Array) -> Array:
-        return self.xp.mean(gradients, axis=(1, 2))
+        return self.xp.mean(gradients, axis=_positions(gradients))
 
 
 class GradCAMPlusPlus(_WeightedCAM):
@@ -150,10 +210,11 @@ class GradCAMPlusPlus(_WeightedCAM):
         xp = self.xp
         g2 = gradients**2
         g3 = g2 * gradients
-        sum_a = xp.sum(activations, axis=(1, 2), keepdims=True)
+        axes = _positions(activations)
+        sum_a = xp.sum(activations, axis=axes, keepdims=True)
         alpha = g2 / (2 * g2 + sum_a * g3 + 1e-6)
         alpha = xp.where(gradients != 0, alpha, xp.zeros_like(alpha))
-        return xp.sum(xp.clip(gradients, min=0.0) * alpha, axis=(1, 2))
+        return xp.sum(xp.clip(gradients, min=0.0) * alpha, axis=axes)
 
 
 class XGradCAM(_WeightedCAM):
@@ -164,8 +225,9 @@ class XGradCAM(_WeightedCAM):
 
     def weights(self, activations: Array, gradients: Array) -> Array:
         xp = self.xp
-        sum_a = xp.sum(activations, axis=(1, 2), keepdims=True)
-        return xp.sum(gradients * activations / (sum_a + 1e-7), axis=(1, 2))
+        axes = _positions(activations)
+        sum_a = xp.sum(activations, axis=axes, keepdims=True)
+        return xp.sum(gradients * activations / (sum_a + 1e-7), axis=axes)
 
 
 class HiResCAM(CAMExplainer):
@@ -189,12 +251,13 @@ class LayerCAM(CAMExplainer):
 def principal_projection(xp: Any, features: Array) -> Array:
     """Project each sample's ``(h, w, C)`` features on their first principal component.
 
-    Returns ``(N, h, w)`` (computed in float64, returned float32). An SVD's sign is
+    Returns ``(N, h, w)`` (``(N, *s)`` for ``(N, *s, C)`` features; computed in float64,
+    returned float32). An SVD's sign is
     arbitrary; limelight fixes it so that the projection correlates positively with the
     channel-mean of ``features`` (the map points where the features are large).
     """
-    n, h, w, c = (int(s) for s in features.shape)
-    matrix = xp.reshape(xp.astype(features, xp.float64), (n, h * w, c))
+    n, *spatial, c = (int(s) for s in features.shape)
+    matrix = xp.reshape(xp.astype(features, xp.float64), (n, -1, c))
     matrix = xp.where(xp.isfinite(matrix), matrix, xp.zeros_like(matrix))
     centred = matrix - xp.mean(matrix, axis=1, keepdims=True)
     _, _, vt = xp.linalg.svd(centred, full_matrices=False)
@@ -207,7 +270,7 @@ def principal_projection(xp: Any, features: Array) -> Array:
         keepdims=True,
     )
     projection = xp.where(agree < 0, -projection, projection)
-    return xp.astype(xp.reshape(projection, (n, h, w)), xp.float32)
+    return xp.astype(xp.reshape(projection, (n, *spatial)), xp.float32)
 
 
 class EigenCAM(CAMExplainer):
