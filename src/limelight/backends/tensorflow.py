@@ -60,7 +60,7 @@ from ..core.errors import (
     no_deeplift_rule,
 )
 from ..core.hookspecs import hookimpl
-from ..core.inputs import concat, describe, from_user, leaves, map_inputs, rows, several, shapes, take
+from ..core.inputs import concat, describe, from_user, leaves, map_inputs, rows, several, shape_reference, shapes, take
 from ..core.layers import Traced, pick_default_layer
 from ..core.lazy import LazyModule, import_triton_first
 from ..core.model import (
@@ -532,7 +532,7 @@ class KerasModel(Model):
         with _tapped(self._named_layers(), record):
             _call(self.native, x)
         alive.clear()
-        return pick_default_layer(finished, separator=SEPARATOR, input_shape=tuple(x.shape))
+        return pick_default_layer(finished, separator=SEPARATOR, input_shape=tuple(shape_reference(x).shape))
 
     def _layer(self, layer: object) -> tuple[str, Any]:
         path = self.resolve_layer(layer)

@@ -67,7 +67,18 @@ from ..core.errors import (
 )
 from ..core.explanation import owned
 from ..core.hookspecs import hookimpl
-from ..core.inputs import concat, describe, from_user, leaves, map_inputs, rebuild, several, shapes, take
+from ..core.inputs import (
+    concat,
+    describe,
+    from_user,
+    leaves,
+    map_inputs,
+    rebuild,
+    several,
+    shape_reference,
+    shapes,
+    take,
+)
 from ..core.inputs import rows as input_rows
 from ..core.layers import Traced, pick_default_layer
 from ..core.lazy import LazyModule
@@ -552,8 +563,7 @@ class TorchModel(Model):
         ``(H, W)``); 5-D ``(N, C, D, H, W)`` -> ``(N, D, H, W, C)``; 3-D outputs of models of
         1-D signals ``(N, C, L)`` -> ``(N, L, C)``; tokens ``(N, T, C)`` and the rest as
         they are."""
-        if several(x):  # judged against the one image input, if any
-            x = next((a for a in leaves(x) if a.ndim == 4), leaves(x)[0])
+        x = shape_reference(x)
         if t.ndim == 4 and is_channels_last(tuple(t.shape), tuple(x.shape[1:3]) if x.ndim == 4 else None):
             return t
         return _nhwc(t, self._signal(x))
@@ -676,7 +686,7 @@ class TorchModel(Model):
                     stack.callback(module.register_forward_hook(make_hook(name)).remove)
             self._forward(x, grad=False)
         alive.clear()
-        return pick_default_layer(finished, separator=".", input_shape=tuple(x.shape))
+        return pick_default_layer(finished, separator=".", input_shape=tuple(shape_reference(x).shape))
 
     # -- running ----------------------------------------------------------------------------
     def _layout(self) -> str:

@@ -31,6 +31,7 @@ __all__ = [
     "describe",
     "select",
     "spatial_input",
+    "shape_reference",
     "from_user",
 ]
 
@@ -172,6 +173,15 @@ def spatial_input(x: Inputs, which: Any = None) -> Any:
         f"{', '.join(map(repr, names(x)))} the image-shaped ones are: {found}. Name the one "
         "to map with explain_input=."
     )
+
+
+def shape_reference(x: Inputs) -> Any:
+    """The input that layer shapes are judged against (token grids, channels-last stages):
+    ``x`` itself, or of several inputs the first image-shaped ``(N, H, W, C)`` one (else the
+    first). Never raises, unlike :func:`spatial_input`."""
+    if not several(x):
+        return x
+    return next((a for a in leaves(x) if a.ndim == 4), leaves(x)[0])
 
 
 def from_user(inputs: Any, canonical_one: Callable[[Any], Any], *, lists: bool = False) -> Inputs:
