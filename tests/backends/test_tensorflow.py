@@ -154,7 +154,10 @@ def test_compiled_once_per_layer_signature_and_target_kind(twin_cnn):
     limelight.explain(km, x, layer=layer)  # a fresh wrapper shares the cache
     assert fn.experimental_get_tracing_count() == 1
     traced = {k[3]: f.experimental_get_tracing_count() for k, f in gradient_functions(km).items() if k[1] == layer}
-    assert traced == {Classes(np.zeros((1, 1)), True).key(): 1, Predicted().key(): 1}
+    # (the fixture is shared by the session: other tests may have compiled other target kinds
+    # for this layer; each kind is traced once all the same)
+    assert traced[Classes(np.zeros((1, 1)), True).key()] == 1 and traced[Predicted().key()] == 1
+    assert set(traced.values()) == {1}
 
 
 def test_batched_equals_unbatched_and_predict(twin_cnn):
