@@ -224,11 +224,11 @@ class _PrefixMemo:
         kept = cache.get(cls.KEPT)
         if kept is not None:
             ref, old_version, old_state, memo = kept
-            if ref() is x and version is not None and old_version == version and old_state == state:
-                if memo.layer is layer:
-                    return memo
+            same = ref() is x and version is not None and state is not None
+            if same and old_version == version and old_state == state and memo.layer is layer:
+                return memo
         memo = cls(root, layer)
-        if version is None:  # no in-place version to check: not kept
+        if version is None or state is None:  # no in-place version to check: not kept
             cache.pop(cls.KEPT, None)
             return memo
 
@@ -241,9 +241,29 @@ class _PrefixMemo:
         return memo
 
     @staticmethod
-    def _state(root: Any) -> tuple[tuple[int, int | None], ...]:
-        """Where and at which in-place version each parameter and buffer of ``root`` is."""
-        return tuple((t.data_ptr(), _version(t)) for t in (*root.parameters(), *root.buffers()))
+    def walk(root: Any) -> list[Any]:
+        """``root`` and every module under it (a shared one once per path): a plain walk
+        over ``_modules``, cheaper than ``named_modules()`` for a check made every call."""
+        found, stack = [], [root]
+        while stack:
+            module = stack.pop()
+            found.append(module)
+            stack.extend(m for m in module._modules.values() if m is not None)
+        return found
+
+    @classmethod
+    def _state(cls, root: Any) -> tuple[tuple[int, int, int], ...] | None:
+        """Which tensor, where and at which in-place version each parameter and buffer of
+        ``root`` is (None: one has no version, an inference tensor)."""
+        state: list[tuple[int, int, int]] = []
+        try:
+            for module in cls.walk(root):
+                for t in (*module._parameters.values(), *module._buffers.values()):
+                    if t is not None:
+                        state.append((id(t), t.data_ptr(), t._version))
+        except RuntimeError:
+            return None
+        return tuple(state)
 
     @contextlib.contextmanager
     def recording(self) -> Iterator[None]:
@@ -751,7 +771,9 @@ class TorchModel(Model):
         repeats = len(edited) // n
         cache = model_cache(self.native)
         key = ("activation edit", name, id(module), tuple(x.shape[1:]))
-        with self._eval_mode(), torch.no_grad():
+        # a model already in eval mode needs no switching (and restoring) per call
+        training = any(m.training for m in _PrefixMemo.walk(self.native))
+        with self._eval_mode() if training else contextlib.nullcontext(), torch.no_grad():
             if repeats == 1 or size == 1 or cache.get(key) == "repeat":
                 return self._repeat_outputs(x, edited, repeats, size, name, module)
             first = None
