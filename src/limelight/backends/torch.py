@@ -237,7 +237,10 @@ class _PrefixMemo:
             if entry is not None and entry[0] is ref:
                 cache.pop(cls.KEPT, None)
 
-        cache[cls.KEPT] = (weakref.ref(x, drop), version, state, memo)
+        try:
+            cache[cls.KEPT] = (weakref.ref(x, drop), version, state, memo)
+        except TypeError:  # cannot be weakly referenced: not kept
+            cache.pop(cls.KEPT, None)
         return memo
 
     @staticmethod
