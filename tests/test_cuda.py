@@ -292,3 +292,43 @@ def test_gradient_free_methods_match_the_cpu(small_cnn, method):
         params.update(n_masks=64, seed=0)
     on_cpu, on_gpu = _both(small_cnn, x, method, **params)
     np.testing.assert_allclose(on_gpu.values, on_cpu.values, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["scorecam", "ablationcam", "rise"])
+def test_gradient_free_loops_never_make_the_host_wait(resnet18, method, monkeypatch):
+    """Inside the loops over batches nothing waits for the GPU (``.item()``, ``bool``,
+    ``nonzero``, a copy to the host, a blocking copy to the device): with
+    ``torch.cuda.set_sync_debug_mode("error")`` any such sync raises. Allowed, once per call
+    (see tests/test_gradient_free_syncs.py, which counts them on the CPU): the inputs' check
+    (``canonical``) and the host copies of ``to_numpy``/``prefetch`` (the constant / inert
+    channels, the results). After a warm-up call, so Ablation-CAM's path choice (one
+    comparison per model and layer) is made."""
+    from limelight.backends.torch import TorchModel
+
+    def allowed(fn: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            mode = torch.cuda.get_sync_debug_mode()
+            torch.cuda.set_sync_debug_mode(0)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                torch.cuda.set_sync_debug_mode(mode)
+
+        return run
+
+    to_numpy = allowed(TorchModel.to_numpy)
+    monkeypatch.setattr(TorchModel, "to_numpy", to_numpy)
+    monkeypatch.setattr(TorchModel, "prefetch", lambda self, a: lambda: to_numpy(self, a))
+    monkeypatch.setattr(TorchModel, "canonical", allowed(TorchModel.canonical))
+    model = resnet18[1]
+    x = _images(2, 64, 11).to(CUDA)
+    params: dict[str, Any] = {"targets": [1, 2], "batch_size": 16}
+    params.update({"n_masks": 48, "seed": 0} if method == "rise" else {"layer": "layer4"})
+    warm = limelight.explain(model, x, method, **params)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        again = limelight.explain(model, x, method, **params)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    np.testing.assert_allclose(again.values, warm.values, rtol=0, atol=1e-5)

@@ -285,13 +285,79 @@ class _PrefixMemo:
     whether all of its work ended before the layer began. ``replaying()`` wraps the next
     forwards of the same sample: the outermost such modules (called once, not shared) return a
     copy of their recorded output instead of running (their ``forward`` is shadowed by an
-    instance attribute for the duration only). The outputs are the same numbers; only the
-    repeated work of the network before the layer goes.
+    instance attribute for the duration only). The layer itself returns its recorded output
+    without running too (the edit hook replaces that output anyway), unless its forward
+    changed its inputs in place. The outputs are the same numbers; only the repeated work of
+    the network before the layer, and of the layer, goes.
+
+    :meth:`kept` keeps one memo per model across calls, for a one-sample input passed again
+    as the same tensor object (Ablation-CAM's batches of one sample).
     """
+
+    #: The ``model_cache`` key of the memo kept across calls.
+    KEPT = ("kept prefix memo",)
 
     def __init__(self, root: Any, layer: Any) -> None:
         self.root, self.layer = root, layer
         self.saved: dict[str, tuple[Any, Any]] = {}
+        self.layer_output: Any = None  # the layer's own output, when replaying may skip the layer
+        self.recorded = False
+
+    @classmethod
+    def kept(cls, cache: dict[Any, Any], x: Any, root: Any, layer: Any) -> _PrefixMemo:
+        """The memo for one-sample input ``x``: the one of the previous call when that call
+        had the same tensor object, unchanged in place since, at the same ``layer``, with
+        the model's parameters and buffers unchanged; else a new one, kept in ``cache``
+        (the model's) until ``x`` is freed or another input comes."""
+        import weakref
+
+        version, state = _version(x), cls._state(root)
+        kept = cache.get(cls.KEPT)
+        if kept is not None:
+            ref, old_version, old_state, memo = kept
+            same = ref() is x and version is not None and state is not None
+            if same and old_version == version and old_state == state and memo.layer is layer:
+                return memo
+        memo = cls(root, layer)
+        if version is None or state is None:  # no in-place version to check: not kept
+            cache.pop(cls.KEPT, None)
+            return memo
+
+        def drop(ref: Any) -> None:  # x freed: its memo goes too
+            entry = cache.get(cls.KEPT)
+            if entry is not None and entry[0] is ref:
+                cache.pop(cls.KEPT, None)
+
+        try:
+            cache[cls.KEPT] = (weakref.ref(x, drop), version, state, memo)
+        except TypeError:  # cannot be weakly referenced: not kept
+            cache.pop(cls.KEPT, None)
+        return memo
+
+    @staticmethod
+    def walk(root: Any) -> list[Any]:
+        """``root`` and every module under it (a shared one once per path): a plain walk
+        over ``_modules``, cheaper than ``named_modules()`` for a check made every call."""
+        found, stack = [], [root]
+        while stack:
+            module = stack.pop()
+            found.append(module)
+            stack.extend(m for m in module._modules.values() if m is not None)
+        return found
+
+    @classmethod
+    def _state(cls, root: Any) -> tuple[tuple[int, int, int], ...] | None:
+        """Which tensor, where and at which in-place version each parameter and buffer of
+        ``root`` is (None: one has no version, an inference tensor)."""
+        state: list[tuple[int, int, int]] = []
+        try:
+            for module in cls.walk(root):
+                for t in (*module._parameters.values(), *module._buffers.values()):
+                    if t is not None:
+                        state.append((id(t), t.data_ptr(), t._version))
+        except RuntimeError:
+            return None
+        return tuple(state)
 
     @contextlib.contextmanager
     def recording(self) -> Iterator[None]:
@@ -300,6 +366,7 @@ class _PrefixMemo:
         late: set[str] = set()
         paths = Counter(id(m) for _, m in self.root.named_modules(remove_duplicate=False))
         modules = {name: m for name, m in self.root.named_modules() if name and paths[id(m)] == 1}
+        layer_runs: list[tuple[Any, list[Any]]] = []
 
         def pre(name: str) -> Any:
             def hook(mod: Any, args: Any) -> None:
@@ -320,8 +387,21 @@ class _PrefixMemo:
 
             return hook
 
+        def layer_pre(mod: Any, args: Any) -> None:
+            tensors = [a for a in args if isinstance(a, torch.Tensor)]
+            layer_runs.append((tensors, [_version(a) for a in tensors]))
+
+        def layer_post(mod: Any, args: Any, output: Any) -> None:
+            tensors, versions = layer_runs[-1]
+            if isinstance(output, torch.Tensor) and [_version(a) for a in tensors] == versions:
+                layer_runs[-1] = (output, versions)
+            else:
+                layer_runs[-1] = (None, versions)
+
         with contextlib.ExitStack() as stack:
             stack.callback(self.layer.register_forward_pre_hook(pre("")).remove)
+            stack.callback(self.layer.register_forward_pre_hook(layer_pre).remove)
+            stack.callback(self.layer.register_forward_hook(layer_post).remove)
             for name, mod in modules.items():
                 if mod is not self.layer:
                     stack.callback(mod.register_forward_pre_hook(pre(name)).remove)
@@ -339,17 +419,25 @@ class _PrefixMemo:
             for name in done
             if not any(".".join(name.split(".")[:k]) in done for k in range(1, name.count(".") + 1))
         }
+        # the layer ran once and left its inputs alone: replaying may skip it
+        self.layer_output = layer_runs[0][0] if len(layer_runs) == 1 else None
+        self.recorded = True
 
     @contextlib.contextmanager
     def replaying(self) -> Iterator[None]:
         patched: list[Any] = []
+        replays = [(module, output, True) for module, output in self.saved.values()]
+        if self.layer_output is not None:
+            replays.append((self.layer, self.layer_output, False))
         try:
-            for module, output in self.saved.values():
+            for module, output, copy in replays:
                 if "forward" in vars(module):
                     continue  # a forward of its own already: leave it alone
 
-                def forward(*args: Any, __out: Any = output, **kwargs: Any) -> Any:
-                    return __out.clone()  # in-place operations downstream never reach the record
+                def forward(*args: Any, __out: Any = output, __copy: bool = copy, **kwargs: Any) -> Any:
+                    # a copy: in-place operations downstream never reach the record (the
+                    # layer's own output is replaced by the edit hook, never used)
+                    return __out.clone() if __copy else __out
 
                 try:
                     object.__setattr__(module, "forward", forward)
@@ -902,6 +990,14 @@ class TorchModel(Model):
         two rows; they take the repeat path (the input repeated for each row, the hook
         replacing the output), and the choice is remembered per model, layer and input shape.
         One row per sample (or ``batch_size=1``) takes the repeat path too.
+
+        On the prefix path a sample's later chunks replay what its first chunk computed
+        before the layer, and skip the layer's own forward (:class:`_PrefixMemo`). A call
+        with one sample keeps that record for the next call when it passes the same tensor
+        object (unchanged in place, as are the model's parameters and buffers): callers
+        that feed one sample's rows over several calls (Ablation-CAM) run the network
+        before the layer once per sample, not once per call. The record is dropped when
+        that tensor is freed.
         """
         name, module = self._module(layer)
         size = check_batch_size(batch_size)
@@ -910,13 +1006,16 @@ class TorchModel(Model):
         repeats = len(edited) // n
         cache = model_cache(self.native)
         key = ("activation edit", name, id(module), tuple(x.shape[1:]))
-        with self._eval_mode(), torch.no_grad():
+        # a model already in eval mode needs no switching (and restoring) per call
+        training = any(m.training for m in _PrefixMemo.walk(self.native))
+        with self._eval_mode() if training else contextlib.nullcontext(), torch.no_grad():
             if repeats == 1 or size == 1 or cache.get(key) == "repeat":
                 return self._repeat_outputs(x, edited, repeats, size, name, module)
             first = None
-            memos = [_PrefixMemo(self.native, module) for _ in range(n)]
+            # one sample: the memo of an earlier call on the same tensor object, if any
+            memo = _PrefixMemo.kept(cache, x, self.native, module) if n == 1 else _PrefixMemo(self.native, module)
             if key not in cache:
-                first = self._prefix_probe(x, edited, repeats, size, name, module, memos[0])
+                first = self._prefix_probe(x, edited, repeats, size, name, module, memo)
                 if first is None:  # remembered once the repeat path worked
                     outputs = self._repeat_outputs(x, edited, repeats, size, name, module)
                     cache[key] = "repeat"
@@ -924,16 +1023,16 @@ class TorchModel(Model):
                 cache[key] = "prefix"
             parts = []
             for i in range(n):
-                memo = memos[i]
+                memo = memo if i == 0 else _PrefixMemo(self.native, module)
                 for chunk in batches(repeats, size):
                     rows = slice(i * repeats + chunk.start, i * repeats + chunk.stop)
                     if i == 0 and chunk.start == 0 and first is not None:
                         out = first
-                    elif chunk.start == 0:  # the network before the layer runs here, and only here
-                        with memo.recording():
-                            out = self._edited_forward(x[i : i + 1], edited[rows], name, module)
-                    else:
+                    elif memo.recorded:
                         with memo.replaying():
+                            out = self._edited_forward(x[i : i + 1], edited[rows], name, module)
+                    else:  # the network before the layer runs here, and only here
+                        with memo.recording():
                             out = self._edited_forward(x[i : i + 1], edited[rows], name, module)
                     parts.append(out)
         return parts[0] if len(parts) == 1 else torch.cat(parts)

@@ -77,6 +77,18 @@ class _ExtraPasses(Explainer):
         data = [self.model.asarray(d[rows], like=outputs) for d in target.data()]
         return target.scores(self.xp, outputs, *data)[:, 0]
 
+    def target_data(self, target: Target, like: Array) -> list[Array]:
+        """The fixed ``target``'s per-sample data ``(N, ...)`` on the device, moved there
+        once per call (the loops then index it on the device: no host transfer per batch)."""
+        return [self.model.asarray(d, like=like) for d in target.data()]
+
+    def sample_scores(self, target: Target, outputs: Array, data: list[Array], sample: int) -> Array:
+        """The scores ``(B,)`` of ``outputs`` ``(B, K)``, every row of sample ``sample``
+        (``data`` from :meth:`target_data`)."""
+        xp, rows = self.xp, int(outputs.shape[0])
+        rows_data = [xp.broadcast_to(d[sample : sample + 1], (rows, *d.shape[1:])) for d in data]
+        return target.scores(xp, outputs, *rows_data)[:, 0]
+
     def postprocess(self, maps: Array, x: Array, *, upsample: bool) -> Array:
         """ReLU, upsampling to the input's (H, W) with half-pixel centres, min-max: each as
         the ``relu``/``upsample``/``normalize`` params say (the Grad-CAM family's steps)."""
@@ -120,6 +132,16 @@ class _LayerCAM(_ExtraPasses):
         maps = xp.sum(acts * xp.astype(weights, xp.float32)[:, None, None, :], axis=-1)
         maps = self.postprocess(maps, x, upsample=self.params["upsample"])
         return self.result(x, maps, classes[:, 0], outputs, layer=layer, **self.result_params())
+
+    def _upsampling(self, low: tuple[int, int], high: tuple[int, int], like: Array) -> Callable[[Array], Array]:
+        """``maps (B, h, w) -> (B, H, W)``: :meth:`Model.resize` with ``align_corners=True``,
+        its two interpolation matrices moved to the device once, not once per batch."""
+        if low == high:
+            return lambda maps: maps
+        xp, model = self.xp, self.model
+        rows = model.asarray(bilinear_matrix(low[0], high[0], align_corners=True), like=like)
+        cols = model.asarray(bilinear_matrix(low[1], high[1], align_corners=True).T, like=like)
+        return lambda maps: xp.matmul(xp.matmul(rows, maps), cols)
 
 
 class ScoreCAM(_LayerCAM):
@@ -165,16 +187,25 @@ class ScoreCAM(_LayerCAM):
         rows, chans = np.nonzero(~constant)  # sample-major
         flat_acts = xp.reshape(xp.permute_dims(acts, (0, 3, 1, 2)), (n * channels, *acts.shape[1:3]))
         total = len(rows)
+        # everything the loop indexes goes to the device once; each batch slices it there
+        # and its scores stay there, so the loop never waits for the device
+        indices, samples = model.asarray(rows * channels + chans), model.asarray(rows)
+        data = self.target_data(target, outputs)
+        upsample = self._upsampling((int(acts.shape[1]), int(acts.shape[2])), (height, width), acts)
+        parts = []
         for part in batches(total, size):
-            r, index = rows[part], model.asarray(rows[part] * channels + chans[part])
-            up = model.resize(xp.take(flat_acts, index, axis=0), (height, width), align_corners=True)
+            r = samples[part]
+            up = upsample(xp.take(flat_acts, indices[part], axis=0))
             low = xp.min(up, axis=(1, 2), keepdims=True)
             high = xp.max(up, axis=(1, 2), keepdims=True)
             masks = (up - low) / (high - low + 1e-8)
-            masked = xp.take(x, model.asarray(r), axis=0) * xp.astype(masks, x.dtype)[..., None]
-            s = self.scores(target, model.predict(masked), r)
-            scores = model.index_add(scores, index, xp.astype(s, xp.float32))
+            masked = xp.take(x, r, axis=0) * xp.astype(masks, x.dtype)[..., None]
+            out = model.predict(masked)
+            rows_data = [xp.take(d, r, axis=0) for d in data]
+            parts.append(xp.astype(target.scores(xp, out, *rows_data)[:, 0], xp.float32))
             progress(part.stop, total)
+        if parts:
+            scores = model.index_add(scores, indices, xp.concat(parts))
         scores = xp.reshape(scores, (n, channels))
         shifted = xp.exp(scores - xp.max(scores, axis=1, keepdims=True))
         weights = shifted / xp.sum(shifted, axis=1, keepdims=True)
@@ -199,7 +230,8 @@ class AblationCAM(_LayerCAM):
 
     Edited activation rows are built on the device, ``batch_size`` rows (one sample, one
     channel ablated each) per :meth:`~limelight.core.model.SupportsActivationEdit.outputs_with`
-    call.
+    call; every call for a sample passes the same view of it, so a backend can keep the
+    network before the layer from the sample's first call (the torch backend does).
 
     >>> limelight.explain(model, x, "ablationcam", layer="layer4", batch_size=64)   # doctest: +SKIP
     """
@@ -224,18 +256,26 @@ class AblationCAM(_LayerCAM):
         inert = np.asarray(model.to_numpy(inert_d), bool)  # tiny control values
         ablated = xp.reshape(original[:, None] * xp.astype(inert_d, xp.float32), (-1,))
         channel_ids = model.asarray(np.arange(channels, dtype=np.int64))
-        total, done = int((~inert).sum()), 0
+        # the channels to run go to the device once; each batch slices them there and its
+        # scores stay there, so the loop never waits for the device
+        samples, todo = np.nonzero(~inert)  # sample-major
+        starts = np.searchsorted(samples, np.arange(n + 1))
+        todo_d, flat_d = model.asarray(todo), model.asarray(samples * channels + todo)
+        data = self.target_data(target, outputs)
+        total, parts = len(todo), []
         for i in range(n):
-            (todo,) = np.nonzero(~inert[i])
-            for part in batches(len(todo), size):
-                c = todo[part]
-                hit = model.asarray(c)[:, None] == channel_ids[None, :]  # (R, C) one-hot, on the device
-                rows = xp.where(hit[:, None, None, :], value[i], acts[i : i + 1])  # (R, h, w, C)
-                out = model.outputs_with(x[i : i + 1], layer, rows, batch_size=size)
-                s = self.scores(target, out, np.full(len(c), i))
-                ablated = model.index_add(ablated, model.asarray(i * channels + c), xp.astype(s, xp.float32))
-                done += len(c)
-                progress(done, total)
+            # one view of the sample for all its batches: a backend may keep the network
+            # before the layer from the first call for the next ones (see outputs_with)
+            sample, own = x[i : i + 1], acts[i : i + 1]
+            for part in batches(int(starts[i + 1] - starts[i]), size):
+                c = todo_d[int(starts[i]) + part.start : int(starts[i]) + part.stop]
+                hit = c[:, None] == channel_ids[None, :]  # (R, C) one-hot
+                rows = xp.where(hit[:, None, None, :], value[i], own)  # (R, h, w, C)
+                out = model.outputs_with(sample, layer, rows, batch_size=size)
+                parts.append(xp.astype(self.sample_scores(target, out, data, i), xp.float32))
+                progress(int(starts[i]) + part.stop, total)
+        if parts:
+            ablated = model.index_add(ablated, flat_d, xp.concat(parts))
         denominator = xp.where(original == 0, xp.ones_like(original), original)[:, None]
         weights = (original[:, None] - xp.reshape(ablated, (n, channels))) / denominator
         return self.finish(x, acts, weights, classes, outputs, layer)
@@ -305,19 +345,21 @@ class RISE(_ExtraPasses):
             raise ParameterError(f"seed must be None or a non-negative int, got {seed!r}.")
         return n_masks, grid, float(p), int(seed)
 
-    def _masks(self, grids: np.ndarray, shifts: np.ndarray, up_rows: Array, up_cols: Array,
-               size: tuple[int, int], like: Array) -> Array:
-        """Masks ``(B, H, W)`` on the device: ``rows_i @ grid_i @ cols_i``, where ``rows_i``
-        are the rows ``shift .. shift + H`` of the upsampling matrix (crop = row selection)."""
-        model, xp = self.model, self.xp
+    def _masks(
+        self, grids: Array, shifts: Array, up_rows: Array, up_cols: Array, steps: tuple[Array, Array]
+    ) -> Array:
+        """Masks ``(B, H, W)`` on the device from ``(B, s, s)`` float32 grids, ``(B, 2)`` int
+        shifts and ``steps = (arange(H), arange(W))`` (all on the device):
+        ``rows_i @ grid_i @ cols_i``, where ``rows_i`` are the rows ``shift .. shift + H`` of
+        the upsampling matrix (crop = row selection)."""
+        xp = self.xp
         b, s = int(grids.shape[0]), int(grids.shape[1])
-        height, width = size
-        ri = model.asarray((shifts[:, :1] + np.arange(height)).reshape(-1))
-        ci = model.asarray((shifts[:, 1:] + np.arange(width)).reshape(-1))
+        height, width = int(steps[0].shape[0]), int(steps[1].shape[0])
+        ri = xp.reshape(shifts[:, :1] + steps[0][None, :], (-1,))
+        ci = xp.reshape(shifts[:, 1:] + steps[1][None, :], (-1,))
         rows = xp.reshape(xp.take(up_rows, ri, axis=0), (b, height, s))
         cols = xp.permute_dims(xp.reshape(xp.take(up_cols, ci, axis=0), (b, width, s)), (0, 2, 1))
-        g = model.asarray(grids.astype(np.float32), like=like)
-        return xp.matmul(xp.matmul(rows, g), cols)
+        return xp.matmul(xp.matmul(rows, grids), cols)
 
     def explain(self, x: Array, target: Target) -> Explanation:
         model, xp = self.model, self.xp
@@ -334,9 +376,13 @@ class RISE(_ExtraPasses):
         up_rows = model.asarray(bilinear_matrix(grid, (grid + 1) * cell[0], border="reflect"), like=f32)
         up_cols = model.asarray(bilinear_matrix(grid, (grid + 1) * cell[1], border="reflect"), like=f32)
         saliency = xp.zeros((n, height * width), dtype=xp.float64, device=x.device)
+        # the draws and the target go to the device once; each batch slices them there
+        grids_d, shifts_d = model.asarray(grids), model.asarray(shifts)  # bool (n_masks, s, s), int
+        steps = (model.asarray(np.arange(height, dtype=np.int64)), model.asarray(np.arange(width, dtype=np.int64)))
+        data = self.target_data(target, outputs)
         total, done = n * n_masks, 0
         for part in batches(n_masks, size):
-            masks = self._masks(grids[part], shifts[part], up_rows, up_cols, (height, width), f32)
+            masks = self._masks(xp.astype(grids_d[part], xp.float32), shifts_d[part], up_rows, up_cols, steps)
             flat = xp.astype(xp.reshape(masks, (int(masks.shape[0]), height * width)), xp.float64)
             keep = xp.astype(masks, x.dtype)[..., None]
             per_sample = []
@@ -346,7 +392,7 @@ class RISE(_ExtraPasses):
                     out = xp.astype(out, xp.float64)
                     out = xp.exp(out - xp.max(out, axis=-1, keepdims=True))  # classes: the last axis
                     out = out / xp.sum(out, axis=-1, keepdims=True)
-                per_sample.append(xp.astype(self.scores(target, out, np.full(int(masks.shape[0]), i)), xp.float64))
+                per_sample.append(xp.astype(self.sample_scores(target, out, data, i), xp.float64))
                 done += int(masks.shape[0])
                 progress(done, total)
             saliency = saliency + xp.matmul(xp.stack(per_sample), flat)
