@@ -113,7 +113,7 @@ def test_registered_with_their_defaults():
         assert exp.params["progress"] is None and exp.params["normalize"] is True
     exp = limelight.explain(model, x, "scorecam")
     assert dict(exp.params) == {"layer": "conv", "relu": True, "upsample": True, "normalize": True,
-                                "progress": None, "precision": "default"}
+                                "reshape": None, "progress": None, "precision": "default"}
 
 
 @pytest.mark.parametrize(

@@ -31,9 +31,11 @@
   turns and see no one else's hooks or training flags (``outputs_with`` too). Calls of the
   model outside limelight are not covered.
 * ``outputs_with`` (Ablation-CAM) replaces a layer's output through a forward hook; the
-  network before the layer runs at batch 1 once per sample and chunk of edited rows, the
-  rows broadcast against earlier tensors (residual additions), or, for models where that is
-  wrong (detected once per model and layer), on the input repeated for each row.
+  network before the layer runs at batch 1 once per sample (later chunks of the sample's
+  edited rows replay it), the rows broadcast against earlier tensors (residual additions),
+  or, for models where that is wrong (detected once per model and layer), on the input
+  repeated for each row. Edited rows are channels-last, laid back out as the layer's own
+  output (NCHW, or as is for channels-last stages and tokens).
 * Errors of the model's forward about shapes (a ``RuntimeError``, ``ValueError`` or
   ``TypeError`` whose message mentions a shape, size, dimension or channels: inputs of the
   wrong rank or size) become an :class:`~limelight.core.errors.InputError` naming the shape
@@ -1038,7 +1040,8 @@ class TorchModel(Model):
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def _edited_rows(self, activations: Array, n: int, name: str) -> torch_types.Tensor:
-        """``activations`` (channels-last) checked for their row count -> the NCHW view."""
+        """``activations`` (channels-last) checked for their row count, detached (the hook of
+        :meth:`_edited_forward` lays them out as the layer's own output)."""
         if not isinstance(activations, torch.Tensor):
             activations = torch.as_tensor(np.asarray(activations))
         if activations.ndim < 2 or n == 0 or len(activations) == 0 or len(activations) % n:
@@ -1047,7 +1050,7 @@ class TorchModel(Model):
                 f"takes (n·R, ...) rows in the layer's own channels-last shape, R edited copies for "
                 f"each of the n = {n} inputs (a multiple of {n} rows)."
             )
-        return _nchw(activations.detach())
+        return activations.detach()
 
     def _repeat_outputs(
         self, x: Array, edited: Any, repeats: int, size: int | None, name: str, module: Any
@@ -1083,7 +1086,7 @@ class TorchModel(Model):
         return out
 
     def _edited_forward(self, x: Array, rows: Any, name: str, module: Any, *, probe: bool = False) -> Any:
-        """One forward of canonical ``x`` with ``module``'s output replaced by ``rows`` (NCHW);
+        """One forward of canonical ``x`` with ``module``'s output replaced by ``rows`` (channels-last);
         outputs ``(len(rows), K)``. With ``probe``, errors other than limelight's propagate raw
         and outputs of the wrong shape give None."""
         ran: list[bool] = []
@@ -1100,20 +1103,24 @@ class TorchModel(Model):
                     f"layer {name!r} outputs a {type(output).__name__}, not a tensor; pick a "
                     "layer with a single tensor output."
                 )
-            if tuple(rows.shape[1:]) != tuple(output.shape[1:]):
-                expected = tuple(_nhwc(output[:1]).shape[1:])
+            last = self._layer_nhwc(output, x)  # the layout activations() hands out
+            if tuple(rows.shape[1:]) != tuple(last.shape[1:]):
+                expected = tuple(last.shape[1:])
                 raise InputError(
-                    f"activations for layer {name!r} have shape {tuple(_nhwc(rows).shape)}, but "
+                    f"activations for layer {name!r} have shape {tuple(rows.shape)}, but "
                     f"the layer outputs {batch_shape((0, *expected))} per row (channels-last, as "
                     f"activations() returns it): pass (n·R, {', '.join(map(str, expected))})."
                 )
+            # back to the layer's own layout: as is where it is channels-last already (tokens,
+            # Swin stages), else NCHW / (N, C, D, H, W) / a signal's (N, C, L)
+            native = rows if last is output else _nchw(rows, signal=rows.ndim == 3)
             channels_last = output.ndim == 4 and not output.is_contiguous()
             if channels_last and output.is_contiguous(memory_format=torch.channels_last):
                 memory_format = torch.channels_last
             else:
                 memory_format = torch.contiguous_format
             # a copy: in-place operations after the layer never reach the caller's array
-            return rows.to(device=output.device, dtype=output.dtype, memory_format=memory_format, copy=True)
+            return native.to(device=output.device, dtype=output.dtype, memory_format=memory_format, copy=True)
 
         fed = self._to_native(x)
         handle = module.register_forward_hook(hook)

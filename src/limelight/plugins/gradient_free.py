@@ -35,7 +35,7 @@ from ..core.hookspecs import hookimpl
 from ..core.model import Array, SupportsActivationEdit, SupportsLayers, batches
 from ..core.ops import bilinear_matrix
 from ..core.targets import Target
-from .cam import not_spatial, postprocess
+from .cam import not_spatial, postprocess, to_spatial
 
 __all__ = ["ScoreCAM", "AblationCAM", "RISE", "BATCH_SIZE", "ABLATION_OFFSET", "rise_grids"]
 
@@ -107,21 +107,24 @@ class _LayerCAM(_ExtraPasses):
     extra forward passes."""
 
     defaults = MappingProxyType(
-        {"layer": None, "relu": True, "upsample": True, "normalize": True, "progress": None}
+        {"layer": None, "relu": True, "upsample": True, "normalize": True, "reshape": None, "progress": None}
     )
     requires: ClassVar[tuple[type, ...]] = (SupportsLayers,)
 
-    def layer_activations(self, x: Array) -> tuple[str, Array]:
-        """The resolved layer and its activations ``(N, h, w, C)`` (a LayerError when they
-        are not spatial)."""
+    def layer_activations(self, x: Array) -> tuple[str, Array, Array]:
+        """The resolved layer, its activations as the backend hands them out (channels-last,
+        e.g. tokens ``(N, T, C)``) and as a grid of positions ``(N, h, w, C)`` (tokens on
+        their grid, see :func:`~limelight.plugins.cam.to_spatial` and ``reshape``; a
+        LayerError when there is none)."""
         model = self.model
         assert isinstance(model, SupportsLayers)
         layer = self.params["layer"]
         layer = model.default_layer(x) if layer is None else model.resolve_layer(layer)
         activations = model.activations(x, layer, batch_size=self.size())
-        if activations.ndim != 4:
+        spatial = to_spatial(self.xp, x, layer, activations, None, self.params["reshape"])
+        if spatial is None or spatial[0].ndim != 4:
             raise not_spatial(self.name, model, layer, tuple(activations.shape), x)
-        return layer, activations
+        return layer, activations, spatial[0]
 
     def finish(
         self, x: Array, activations: Array, weights: Array, classes: np.ndarray, outputs: Array, layer: str
@@ -172,7 +175,7 @@ class ScoreCAM(_LayerCAM):
         size = self.size()
         outputs = model.predict(x, batch_size=size)
         target, classes = self.fix_target(target, outputs)
-        layer, activations = self.layer_activations(x)
+        layer, _, activations = self.layer_activations(x)
         acts = xp.astype(activations, xp.float32)
         n, _, _, channels = (int(s) for s in acts.shape)
         height, width = int(x.shape[1]), int(x.shape[2])
@@ -248,11 +251,14 @@ class AblationCAM(_LayerCAM):
         target, classes = self.fix_target(target, outputs)
         n = int(x.shape[0])
         original = xp.astype(self.scores(target, outputs, np.arange(n)), xp.float32)  # (n,)
-        layer, acts = self.layer_activations(x)
-        channels = int(acts.shape[3])
-        low = xp.min(acts, axis=(1, 2, 3))
+        # channels are ablated in the layer's own layout (tokens: at every token, as
+        # pytorch-grad-cam's AblationLayerVit); the map is drawn on the grid of positions
+        layer, acts, grid = self.layer_activations(x)
+        channels = int(acts.shape[-1])
+        middle = (None,) * (acts.ndim - 1)  # broadcasts a per-sample value over (..., C)
+        low = xp.min(acts, axis=tuple(range(1, acts.ndim)))
         value = xp.where(low == 0, xp.zeros_like(low), low - ABLATION_OFFSET)  # (n,), acts' dtype
-        inert_d = xp.all(acts == value[:, None, None, None], axis=(1, 2))  # ablating changes nothing
+        inert_d = xp.all(acts == value[(slice(None), *middle)], axis=tuple(range(1, acts.ndim - 1)))  # no change
         inert = np.asarray(model.to_numpy(inert_d), bool)  # tiny control values
         ablated = xp.reshape(original[:, None] * xp.astype(inert_d, xp.float32), (-1,))
         channel_ids = model.asarray(np.arange(channels, dtype=np.int64))
@@ -270,7 +276,7 @@ class AblationCAM(_LayerCAM):
             for part in batches(int(starts[i + 1] - starts[i]), size):
                 c = todo_d[int(starts[i]) + part.start : int(starts[i]) + part.stop]
                 hit = c[:, None] == channel_ids[None, :]  # (R, C) one-hot
-                rows = xp.where(hit[:, None, None, :], value[i], own)  # (R, h, w, C)
+                rows = xp.where(hit[(slice(None), *middle[1:], slice(None))], value[i], own)  # (R, ..., C)
                 out = model.outputs_with(sample, layer, rows, batch_size=size)
                 parts.append(xp.astype(self.sample_scores(target, out, data, i), xp.float32))
                 progress(int(starts[i]) + part.stop, total)
@@ -278,7 +284,7 @@ class AblationCAM(_LayerCAM):
             ablated = model.index_add(ablated, flat_d, xp.concat(parts))
         denominator = xp.where(original == 0, xp.ones_like(original), original)[:, None]
         weights = (original[:, None] - xp.reshape(ablated, (n, channels))) / denominator
-        return self.finish(x, acts, weights, classes, outputs, layer)
+        return self.finish(x, grid, weights, classes, outputs, layer)
 
 
 def rise_grids(

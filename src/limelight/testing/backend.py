@@ -224,7 +224,10 @@ def check_backend(
     with c.check("predict"):
         out = model.predict(x)
         outh = model.to_numpy(out)
-        c.expect(outh.ndim == 2 and outh.shape[0] == n, f"predict returned shape {outh.shape}; expected (N={n}, K)")
+        c.expect(
+            outh.ndim >= 2 and outh.shape[0] == n,
+            f"predict returned shape {outh.shape}; expected (N={n}, K) (dense outputs channels-last, (N, ..., K))",
+        )
         c.expect(np.isfinite(outh).all(), "predict returned NaN or inf")
         one_by_one = np.concatenate([model.to_numpy(model.predict(x[i : i + 1])) for i in range(n)])
         c.close(outh, one_by_one, "predict on the batch vs one sample at a time", atol=atol)
@@ -261,8 +264,8 @@ def check_backend(
         acts = model.to_numpy(model.activations(x, own_layer))
         c.expect(acts.shape[0] == n, f"activations({own_layer!r}) has {acts.shape[0]} samples; expected {n}")
         c.expect(np.isfinite(acts).all(), f"activations({own_layer!r}) contain NaN or inf")
-        if xh.ndim == 4 and own_layer == default:
-            c.expect(acts.ndim == 4, f"the default layer {default!r} has activations of shape {acts.shape}; expected 4-D (N, h, w, C)")
+        if xh.ndim == 4 and own_layer == default and acts.ndim != 3:  # 3-D: tokens (N, T, C) of a transformer
+            c.expect(acts.ndim == 4, f"the default layer {default!r} has activations of shape {acts.shape}; expected (N, h, w, C) or tokens (N, T, C)")
             c.expect(
                 _plausibly_channels_last(acts.shape, xh.shape),
                 f"activations of {own_layer!r} have shape {acts.shape} for inputs {xh.shape}: not channels-last "
