@@ -238,7 +238,7 @@ def test_cams_need_one_image_input(data) -> None:
     assert exp.values.shape == (N, 2 * H, 2 * H)
 
 
-@pytest.mark.parametrize("method", ["rise", "scorecam", "ablationcam", "shap-partition"])
+@pytest.mark.parametrize("method", ["rise", "scorecam", "ablationcam"])
 def test_methods_for_one_input_say_which_take_several(data, method) -> None:
     with pytest.raises(UnsupportedError, match="shap-gradient") as err:
         limelight.explain(TorchTwo(weights()), torch_inputs(data), method)
@@ -362,3 +362,34 @@ def test_evaluate_refuses_several_inputs_clearly(data) -> None:
 
     with pytest.raises(UnsupportedError, match="2 inputs"):
         evaluate(TorchTwo(weights()), torch_inputs(data), ["gradcam"], metrics=["deletion"])
+
+
+class _ImageOnly(torch.nn.Module):
+    """TorchTwo with the table input fixed to one row: a model of the image alone."""
+
+    def __init__(self, two: torch.nn.Module, meta: torch.Tensor) -> None:
+        super().__init__()
+        self.two, self.meta = two, meta
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.two(image, self.meta.expand(len(image), -1))
+
+
+def test_shap_partition_masks_the_named_image_and_holds_the_others(data) -> None:
+    model, x = TorchTwo(weights()), torch_inputs(data)
+    params = {"mask": 0.0, "max_evals": 200, "seed": 0}
+    with pytest.raises(InputError, match="explain_input"):
+        limelight.explain(model, x, "shap-partition", **params)
+    exp = limelight.explain(model, x, "shap-partition", explain_input="image", **params)
+    assert exp.values.shape == (N, H, H, 3) and exp.params["explain_input"] == "image"
+    np.testing.assert_allclose(exp.values.reshape(N, -1).sum(1), explained(exp), rtol=1e-5, atol=1e-6)  # completeness
+    for i in range(N):  # each sample: the image model with this sample's table row
+        alone = limelight.explain(_ImageOnly(model, x["meta"][i : i + 1]), x["image"][i : i + 1], "shap-partition",
+                                  targets=[int(exp.targets[i])], **params)
+        np.testing.assert_allclose(exp.values[i], alone.values[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(exp.base_values[i], alone.base_values[0], rtol=1e-5, atol=1e-6)
+
+
+def test_cams_refuse_a_table_named_as_the_input_to_map(data) -> None:
+    with pytest.raises(InputError, match="explain_input"):
+        limelight.explain(TorchTwo(weights()), torch_inputs(data), "gradcam", explain_input="meta")

@@ -32,7 +32,7 @@ import abc
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from ..core.errors import LayerError
+from ..core.errors import InputError, LayerError
 from ..core.explainer import Explainer
 from ..core.explanation import Explanation
 from ..core.hookspecs import hookimpl
@@ -114,7 +114,8 @@ def to_spatial(
 def not_spatial(method: str, model: SupportsLayers, layer: str, shape: tuple[int, ...], x: Array) -> LayerError:
     """The error for a layer whose activations (``shape``, batch first) are not ``(h, w, C)``."""
     try:
-        hint = f", such as the default {model.default_layer(x)!r}"
+        default = model.default_layer(x)
+        hint = f", such as the default {default!r}" if default != layer else ""
     except LayerError:
         hint = "; this model has none"
     return LayerError(
@@ -147,6 +148,11 @@ class CAMExplainer(Explainer):
         model, xp = self.model, self.xp
         assert isinstance(model, SupportsLayers)
         image = spatial_input(x, self.params.get("explain_input"))
+        if image.ndim < 3:
+            raise InputError(
+                f"{self.name} maps positions of an image or signal input; the input it would size its "
+                f"maps by has shape {tuple(image.shape)}: name the image input with explain_input=."
+            )
         layer = self.params["layer"]
         layer = model.default_layer(x) if layer is None else model.resolve_layer(layer)
         activations, gradients, outputs = self.layer_arrays(x, target, layer)

@@ -270,30 +270,47 @@ class ShapPartition(_ShapExplainer):
     columns come back. ``mask`` is shap's mask spec (``"blur(32,32)"``, ``"inpaint_telea"``,
     ...) or a constant value. Completeness is exact: values sum to ``f(x) - f(fully masked
     x)`` (``base_values``). Deterministic for a given input; ``seed`` is passed on for
-    maskers that sample.
+    maskers that sample. A model fed several inputs: the image named by ``explain_input`` is
+    masked, the other inputs held at each sample's values (``values`` are the image's).
     """
 
     name = "shap-partition"
     requires = ()
-    several_inputs = False
-    defaults = MappingProxyType({"mask": "blur(32,32)", "max_evals": 500, "seed": 0})
+    several_inputs = True
+    defaults = MappingProxyType({"mask": "blur(32,32)", "max_evals": 500, "seed": 0, "explain_input": None})
 
     def explain(self, x: Array, target: Target) -> Explanation:
         shap = _shap()
         model, xp = self.model, self.xp
-        if x.ndim != 4:
-            raise InputError(f"{self.name} explains images (N, H, W, C); got shape {tuple(x.shape)}.")
+        key, image = None, x
+        if several(x):  # the image named by explain_input is masked, the others held per sample
+            if self.params.get("explain_input") is None:
+                raise InputError(
+                    f"{self.name} masks one image input; these inputs are {describe(x, lambda a: str(tuple(a.shape)))}. Name the image "
+                    "with explain_input= (the other inputs stay at each sample's values), or use "
+                    "shap-gradient / shap-deep, which attribute every input."
+                )
+            key = select(x, self.params["explain_input"])
+            image = get(x, key)
+        if image.ndim != 4:
+            raise InputError(f"{self.name} explains images (N, H, W, C); got shape {tuple(image.shape)}.")
         outputs = model.predict(x, batch_size=self.size())
         target, classes = self.fix_target(target, outputs)
-        host = model.to_numpy(x)
+        host = model.to_numpy(image)
         mask = self.params["mask"]
         values = np.zeros((len(host), classes.shape[1], *host.shape[1:]), np.float64)
         base = np.zeros(classes.shape, np.float64)
         for row in range(len(host)):
             one = target[np.array([row])]  # this row's target, scored on each masked batch
 
-            def f(batch: np.ndarray, one: Target = one) -> np.ndarray:
-                out = model.predict(model.asarray(np.asarray(batch, host.dtype), like=x))
+            def f(batch: np.ndarray, one: Target = one, row: int = row) -> np.ndarray:
+                masked = model.asarray(np.asarray(batch, host.dtype), like=image)
+                if key is not None:  # the other inputs: this sample's, once per masked image
+                    repeat = model.asarray(np.full(len(batch), row))
+                    masked = rebuild(
+                        x, [masked if k == key else xp.take(a, repeat, axis=0) for k, a in zip(names(x), leaves(x), strict=True)]
+                    )
+                out = model.predict(masked)
                 data = [model.asarray(np.repeat(d, len(batch), axis=0), like=out) for d in one.data()]
                 return model.to_numpy(one.scores(xp, out, *data))
 
