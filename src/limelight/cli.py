@@ -10,7 +10,7 @@ import pathlib
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from . import __version__
@@ -94,7 +94,7 @@ def _explain(args: argparse.Namespace) -> int:
         "model": args.model,
         "images": [str(p) for p in paths],
         "files": dict(zip([str(p) for p in paths], stems, strict=True)),
-        "predictions": [{"class": int(k), "name": label(int(k)), "score": float(o[k])} for o, k in zip(first.outputs, first.outputs.argmax(1), strict=True)],
+        "predictions": _predictions(first.outputs, label),
         "targets": {m: e.targets.tolist() for m, e in results.items()},
         "layers": {m: e.params.get("layer") for m, e in results.items()},
         "algorithms": {m: e.params["algorithm"] for m, e in results.items() if "algorithm" in e.params},
@@ -117,6 +117,22 @@ def _explain(args: argparse.Namespace) -> int:
         (stage / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"wrote {len(results)} method(s) x {len(images)} image(s) to {out}")
     return 0
+
+
+def _predictions(outputs: Any, label: Callable[[int], str]) -> list[dict[str, Any]]:
+    """Each image's top class and its score from ``outputs`` ``(N, K)``; for dense outputs
+    ``(N, ..., K)`` (channels-last, classes last) the class with the highest score averaged
+    over the output's positions, that mean as ``score`` and ``"dense": True``."""
+    import numpy as np
+
+    outputs = np.asarray(outputs)
+    dense = outputs.ndim > 2
+    scores = outputs.reshape(len(outputs), -1, outputs.shape[-1]).mean(axis=1) if dense else outputs
+    top = scores.argmax(axis=-1)
+    return [
+        {"class": int(k), "name": label(int(k)), "score": float(o[k]), **({"dense": True} if dense else {})}
+        for o, k in zip(scores, top, strict=True)
+    ]
 
 
 def _streams(args: argparse.Namespace) -> bool:

@@ -24,7 +24,7 @@ import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .errors import InputError, ParameterError
+from .errors import InputError, LimelightError, ParameterError
 
 __all__ = ["OutputSelector", "check_selector", "select_output", "selector_key", "DEFAULT_KEYS"]
 
@@ -115,7 +115,16 @@ def select_output(
             )
         picked = raw
     elif callable(output) and not isinstance(output, str):
-        picked = output(raw)
+        try:
+            picked = output(raw)
+        except LimelightError:
+            raise
+        except Exception as exc:  # the user's callable: one clear error, chained
+            raise InputError(
+                f"the output= callable {getattr(output, '__qualname__', output)!r} raised "
+                f"{type(exc).__name__}: {exc}; it is called with what the model returned "
+                f"({_kind(raw)}: {_choices(raw, names)}) and must return one tensor of it."
+            ) from exc
     elif isinstance(output, str):
         picked = _by_name(raw, output, names)
     else:

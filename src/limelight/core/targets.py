@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import TargetError
+from .errors import LimelightError, TargetError
 
 __all__ = [
     "TargetsLike",
@@ -180,16 +180,20 @@ def _classifier(outputs: Array, what: str) -> None:
         )
 
 
-def _host(a: Any, what: str) -> np.ndarray:
-    """A NumPy array or any backend's tensor (duck-typed, no framework import) on the host."""
-    if hasattr(a, "detach"):  # a torch tensor
-        a = a.detach().cpu().numpy()
-    elif hasattr(a, "numpy") and not isinstance(a, np.ndarray):  # TensorFlow, JAX, ...
-        a = a.numpy()
+def _host(a: Any, what: str, dtype: Any = None) -> np.ndarray:
+    """A NumPy array or any backend's tensor (duck-typed, no framework import) on the host,
+    cast to ``dtype`` when given; a :class:`TargetError` (chained) when it is neither."""
+    given = type(a).__name__
     try:
-        return np.asarray(a)
-    except (TypeError, ValueError) as exc:
-        raise TargetError(f"{what} must be a NumPy array or a tensor, got {type(a).__name__}.") from exc
+        if hasattr(a, "detach"):  # a torch tensor
+            a = a.detach().cpu().numpy()
+        elif hasattr(a, "numpy") and not isinstance(a, np.ndarray):  # TensorFlow, JAX, ...
+            a = a.numpy()
+        return np.asarray(a) if dtype is None else np.asarray(a, dtype)
+    except (TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        raise TargetError(
+            f"{what} must be a NumPy array or a tensor of numbers, got {given} ({type(exc).__name__}: {exc})."
+        ) from exc
 
 
 def deeplift_target(target: Target) -> Target:
@@ -262,7 +266,7 @@ class Region(Target):
         if isinstance(class_, bool) or not isinstance(class_, numbers.Integral):
             raise TargetError(f"Region's class_ must be an int (a class of the dense output), got {class_!r}.")
         self.class_ = int(class_)
-        self.mask = np.asarray(_host(mask, "Region's mask"), np.float32)
+        self.mask = _host(mask, "Region's mask", np.float32)
         if self.mask.ndim < 1:
             raise TargetError("Region's mask must be (H, W) (shared) or (N, H, W), not a scalar.")
         # (H, W) is shared and (N, H, W) per sample; per_sample= settles other ranks
@@ -362,7 +366,21 @@ class Function(Target):
         return np.full((n, self.columns), -1, np.int64)
 
     def scores(self, xp: Any, outputs: Array, *data: Array) -> Array:
-        result = self.fn(xp, outputs)
+        try:
+            result = self.fn(xp, outputs)
+        except LimelightError:
+            raise
+        except Exception as exc:  # the user's fn: one clear error, chained to what it raised
+            error = TargetError(
+                f"the Function target's fn raised {type(exc).__name__}: {exc} (it is called as "
+                f"fn(xp, outputs) with outputs {tuple(outputs.shape)}, channels-last, as backend "
+                "arrays inside the gradient computation: use xp functions and indexing, no "
+                ".numpy() or host copies)."
+            )
+            # TensorFlow re-raises errors of a traced function ``from None``: the original is
+            # kept here too (as the backends' own InputErrors keep theirs)
+            error.framework_error = exc  # type: ignore[attr-defined]
+            raise error from exc
         shape = tuple(getattr(result, "shape", ()))
         if len(shape) == 1 and self.columns == 1:
             return xp.reshape(result, (-1, 1))
@@ -390,7 +408,7 @@ class Similarity(Target):
     _shared: bool
 
     def __init__(self, embedding: Any) -> None:
-        self.embedding = np.asarray(_host(embedding, "Similarity's embedding"), np.float32)
+        self.embedding = _host(embedding, "Similarity's embedding", np.float32)
         if self.embedding.ndim not in (1, 2) or self.embedding.shape[-1] == 0:
             raise TargetError(
                 f"Similarity's embedding must be (K,) or (N, K), got shape {self.embedding.shape}."

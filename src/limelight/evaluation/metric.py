@@ -17,11 +17,22 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..core.errors import InputError, ParameterError
+from ..core.errors import InputError, ParameterError, UnsupportedError
 from ..core.explanation import Explanation
 from ..core.model import Array, Model, check_batch_size
+from ..core.targets import Class, Classes, Predicted, Target
 
-__all__ = ["DEFAULT_BATCH_SIZE", "Metric", "as_host", "host_classes", "on_device", "on_host", "relevance_map"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "Metric",
+    "as_host",
+    "check_class_explanation",
+    "check_class_targets",
+    "host_classes",
+    "on_device",
+    "on_host",
+    "relevance_map",
+]
 
 #: Images per model call for metrics that run the model (deletion, insertion, ROAD, ...).
 DEFAULT_BATCH_SIZE = 64
@@ -78,6 +89,40 @@ def host_classes(model: Model | None, targets: Any) -> np.ndarray:
     return classes[:, 0] if classes.ndim == 2 else classes.reshape(-1)
 
 
+def _class_only(what: str, got: str) -> UnsupportedError:
+    return UnsupportedError(
+        f"{what}: these score one class's output per sample (its probability, or a map of another "
+        f"class), so they need class targets on a classifier's outputs (N, K); {got}. Pass targets=None "
+        "(the predicted class), an int or one int per sample (limelight.targets.Class), with a "
+        "classifier's output (output= picks one); or score such explanations with metrics that "
+        "need no class (localisation metrics, sparseness, complexity)."
+    )
+
+
+def check_class_targets(targets: Any, what: str) -> None:
+    """Refuse ``targets=`` that name no class (:class:`~limelight.targets.Function`,
+    :class:`~limelight.targets.Similarity`, :class:`~limelight.targets.Region`) with an
+    :class:`UnsupportedError`, before any work: ``what`` (e.g. "the faithfulness metrics")
+    score a class's output."""
+    if isinstance(targets, Target) and not isinstance(targets, Class | Classes | Predicted):
+        raise _class_only(what, f"targets=limelight.targets.{type(targets).__name__}(...) names no class's output")
+
+
+def check_class_outputs(shape: tuple[int, ...], what: str) -> None:
+    """Refuse model outputs that are not ``(N, K)`` (dense outputs ``(N, ..., K)``)."""
+    if len(shape) != 2:
+        raise _class_only(what, f"this model's output is dense, {tuple(shape)} (channels-last, classes last)")
+
+
+def check_class_explanation(exp: Explanation, what: str) -> None:
+    """Refuse an explanation whose targets are no class (-1: a Function or Similarity
+    target) or whose outputs are dense (a Region target)."""
+    check_class_outputs(tuple(exp.outputs.shape), what)
+    if (np.asarray(exp.targets) < 0).any():
+        raise _class_only(what, f"the {exp.method!r} explanation explains a score that is no class's (targets -1: "
+                                "a limelight.targets.Function or Similarity)")
+
+
 class Metric(abc.ABC):
     """One evaluation metric. Subclasses set :attr:`name`, :attr:`defaults`,
     :attr:`needs_mask`/:attr:`needs_model`, :attr:`higher_is_better`, and implement
@@ -91,6 +136,9 @@ class Metric(abc.ABC):
     defaults: ClassVar[Mapping[str, Any]] = MappingProxyType({})
     needs_mask: ClassVar[bool] = False
     needs_model: ClassVar[bool] = False
+    #: Whether the metric reads the explained class's output (the metrics that run the model
+    #: do too): :func:`~limelight.evaluate` refuses targets that name no class for them.
+    needs_class: ClassVar[bool] = False
     higher_is_better: ClassVar[bool] = True
 
     def __init__(self, *, batch_size: int | None = DEFAULT_BATCH_SIZE, **params: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .metric import Metric
+from .metric import Metric, check_class_explanation
 
 __all__ = ["Completeness", "Complexity", "Sparseness"]
 
@@ -21,10 +21,12 @@ class Completeness(Metric):
 
     name = "completeness"
     higher_is_better = False
+    needs_class = True
 
     def score(self, maps: np.ndarray, explanation: Any = None, **_: Any) -> np.ndarray:
         if explanation is None or explanation.base_values is None:
             return np.full(len(maps), np.nan)
+        check_class_explanation(explanation, "the completeness metric (f(x) is the explained class's output)")
         values, base, targets = explanation.values, explanation.base_values, explanation.targets
         if targets.ndim == 2:  # several targets per sample: the first, as relevance_map does
             values, base, targets = values[..., 0], base[:, 0], targets[:, 0]

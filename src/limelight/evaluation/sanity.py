@@ -14,7 +14,8 @@ from ..core.api import explain, wrap
 from ..core.errors import LimelightError, UnsupportedError
 from ..core.explanation import Explanation
 from ..core.model import Model, SupportsRandomize
-from .metric import relevance_map
+from ..core.targets import Target
+from .metric import check_class_explanation, check_class_targets, relevance_map
 
 __all__ = ["cascading_randomization", "full_randomization", "random_logit", "spearman"]
 
@@ -90,7 +91,14 @@ def _randomised_maps(
         original = explain(wrapped, inputs, method, **params)
     if "layer" in original.params:  # a CAM: the layer picked on the original model
         params["layer"] = original.params["layer"]
-    params["targets"] = original.targets
+    if not isinstance(params.get("targets"), Target):  # a target object is re-used as it is
+        if (original.targets < 0).any() or original.outputs.ndim != 2:
+            raise UnsupportedError(
+                f"the randomisation check re-explains the same targets on randomised models, but the "
+                f"{original.method!r} explanation's targets are no class indices (a target object: "
+                "Function, Similarity or Region): pass the same object in params['targets']."
+            )
+        params["targets"] = original.targets
     maps = [relevance_map(explain(_randomized(wrapped, layers, seed), inputs, method, **params))
             for layers, seed in copies]
     return relevance_map(original), maps
@@ -142,13 +150,16 @@ def random_logit(
     map of a random other class (one draw per seed, averaged); a class-sensitive explanation
     gives a low value. ``original``: the explanation of ``method`` with ``params`` on
     ``inputs``, when it is already computed."""
+    what = "random-logit's maps (of another class than the explained one)"
     wrapped = wrap(model)
     params = dict(params or {})
+    check_class_targets(params.get("targets"), what)
     if original is None:
         original = explain(wrapped, inputs, method, **params)
+    check_class_explanation(original, what)
     if "layer" in original.params:  # the layer the original map was taken at
         params["layer"] = original.params["layer"]
-    base, k = relevance_map(original), original.outputs.shape[1]
+    base, k = relevance_map(original), original.outputs.shape[-1]
     classes = original.targets[:, 0] if original.targets.ndim == 2 else original.targets  # the first, as relevance_map
     scores = []
     for seed in seeds:

@@ -15,7 +15,16 @@ from ..core.inputs import leaves, several
 from ..core.model import Model
 from ..core.registry import registry
 from ..core.targets import TargetsLike, resolve_target
-from .metric import DEFAULT_BATCH_SIZE, Metric, as_host, host_classes, relevance_map
+from .metric import (
+    DEFAULT_BATCH_SIZE,
+    Metric,
+    as_host,
+    check_class_explanation,
+    check_class_outputs,
+    check_class_targets,
+    host_classes,
+    relevance_map,
+)
 
 __all__ = ["BASELINES", "Evaluation", "baseline_maps", "evaluate"]
 
@@ -81,9 +90,19 @@ def _predicted_classes(model: Model, x: Any, targets: TargetsLike, batch_size: i
     """``targets=`` resolved to ``(N,)`` host ints: the predicted class where None."""
     target = resolve_target(targets, int(x.shape[0]))
     outputs = model.predict(x, batch_size=batch_size)
-    target = target.check(int(outputs.shape[1]))
+    check_class_outputs(tuple(outputs.shape), "evaluate's metrics")
+    target = target.check(int(outputs.shape[-1]))
     data = [model.asarray(d) for d in target.data()]
     return host_classes(model, target.classes(model.xp, outputs, *data))
+
+
+def class_metrics(chosen: Mapping[str, Metric], sanity: bool) -> str:
+    """What among ``chosen`` (and the sanity checks) scores a class's output, in words for
+    an error message; ``""`` when nothing does."""
+    names = [name for name, metric in chosen.items() if metric.needs_model or metric.needs_class]
+    if sanity:
+        names.append("sanity=True's random-logit and randomisation checks")
+    return f"the metrics {', '.join(names)}" if names else ""
 
 
 def _chosen_metrics(
@@ -188,6 +207,11 @@ def evaluate(
         raise InputError(f"evaluate scores maps of images (N, H, W, C); the inputs are {tuple(x.shape)}.")
     shape = tuple(int(d) for d in x.shape[:3])
     chosen = _chosen_metrics(metrics, metric_params, batch_size)
+    need_class = class_metrics(chosen, sanity)
+    if need_class:  # refused before any work (given explanations: by their outputs, below)
+        check_class_targets(targets, need_class)
+        if not isinstance(explanations, Mapping):
+            check_class_outputs(tuple(wrapped.predict(x[:1]).shape), need_class)
     if masks is not None:
         masks = as_host(masks)
         if masks.shape != shape:
@@ -199,6 +223,9 @@ def evaluate(
         params = method_params or {}
         explanations = {m: explain(model, inputs, m, targets=targets, **params.get(m, {})) for m in explanations}
     maps = _checked_maps(explanations, shape)
+    if need_class:
+        for exp in explanations.values():
+            check_class_explanation(exp, need_class)
     methods: dict[str, tuple[str, dict[str, Any]]] = {}
     if sanity and not computed:  # refuse before the metrics run
         methods = {row: _sanity_method(row, exp, (method_params or {}).get(row)) for row, exp in explanations.items()}

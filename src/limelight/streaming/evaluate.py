@@ -25,8 +25,8 @@ import numpy as np
 from ..core.api import explain, wrap
 from ..core.errors import InputError, ParameterError
 from ..core.model import Model
-from ..evaluation.metric import DEFAULT_BATCH_SIZE, Metric, as_host, host_classes
-from ..evaluation.table import BASELINES, Evaluation, _checked_maps, _chosen_metrics, baseline_maps
+from ..evaluation.metric import DEFAULT_BATCH_SIZE, Metric, as_host, check_class_explanation, host_classes
+from ..evaluation.table import BASELINES, Evaluation, _checked_maps, _chosen_metrics, baseline_maps, class_metrics
 
 __all__ = ["DatasetEvaluation", "Stat", "evaluate_dataset"]
 
@@ -209,6 +209,10 @@ class _BatchScorer:
                         for m in self.methods}
         maps = _checked_maps(explanations, shape)
         first = next(iter(explanations.values()))
+        need_class = class_metrics(self.metrics, self.sanity)
+        if need_class:  # dense outputs: refused before the metrics run
+            for exp in explanations.values():
+                check_class_explanation(exp, need_class)
         classes = host_classes(wrapped, first.targets)
         baselines = baseline_maps(wrapped.to_numpy(x), self.seed)
         baselines["random"] = self.rng.rand(*shape)  # the stream continues across batches
@@ -298,7 +302,10 @@ def evaluate_dataset(
         metrics = [metrics]
     chosen = _chosen_metrics(list(metrics), metric_params, metric_batch_size)  # unknown names refused now
     if targets is not None and (isinstance(targets, bool) or not isinstance(targets, int | np.integer)):
-        raise ParameterError("evaluate_dataset takes targets=None (the predicted classes) or one class (an int).")
+        raise ParameterError(
+            "evaluate_dataset takes targets=None (the predicted classes) or one class (an int); its "
+            f"metrics score a class's output, so target objects are not taken (got {targets!r})."
+        )
     scorer = _BatchScorer(model, methods, chosen, targets=targets, method_params=dict(method_params or {}),
                           seed=seed, sanity=sanity, repeats=repeats)
     parts: dict[str, dict[str, list[np.ndarray]]] = {}

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import InputError, LimelightError
+from ..core.errors import InputError, LimelightError, TargetError
+from ..core.targets import Class, Target, _host, resolve_target
 from .progress import Progress
 from .sources import Batch, Preprocess, Size, _is_paths, iter_batches, source_length
 from .store import BatchResult, Results, ResultStore, _failures, open_results
@@ -98,6 +99,10 @@ def _describe(value: Any) -> Any:
     """A JSON-able description of a parameter; arrays by shape and a digest of their bytes."""
     if value is None or isinstance(value, bool | int | float | str):
         return value
+    if isinstance(value, Class):  # a target object: its classes, as an int or array would be
+        return {"Class": _describe(value.k if isinstance(value.k, int) else np.asarray(_host(value.k, "classes")))}
+    if isinstance(value, Target):
+        return repr(value)
     if isinstance(value, list | tuple):
         return [_describe(v) for v in value]
     if isinstance(value, dict):
@@ -190,20 +195,67 @@ class _Writer:
 
 
 # -- explaining one batch --------------------------------------------------------------------
+def _own_length(target: Target) -> int | None:
+    """How many samples a target object holds, None for a shared one (no per-sample data, or
+    parameters shared by every sample: ``Class(3)``, a Region's ``(H, W)`` mask, a ``(K,)``
+    Similarity embedding)."""
+    if isinstance(target, Class):
+        shape = np.shape(_host(target.k, "Class's classes"))
+        return int(shape[0]) if shape else None
+    one = target.for_samples(1).data()
+    if not one:
+        return None
+    if all(len(d) == 1 for d in one):  # shared (broadcast to any count), or one sample's
+        two = target.for_samples(2).data()
+        return None if all(len(d) == 2 for d in two) else 1
+    return len(one[0])
+
+
+def dataset_target(target: Target, total: int | None) -> tuple[Target, bool]:
+    """A target object for a dataset of ``total`` rows (None: unknown): ``(target, per_row)``.
+    Per-sample ones are resolved once (checked against ``total``) and sliced by each batch's
+    rows (``target[rows]``); shared ones go to every batch as they are."""
+    if total is None:
+        total = _own_length(target)
+        if total is None:
+            return target, False
+    try:
+        resolved = resolve_target(target, total)
+    except TargetError as exc:
+        raise TargetError(
+            f"targets={target!r} does not fit the dataset of {total} rows: give one target per row "
+            f"of the dataset, or a shared one ({exc})"
+        ) from exc
+    return resolved, bool(resolved.data())
+
+
 class _Explain:
-    def __init__(self, wrapped: Any, method: str, targets: Any, params: dict[str, Any], fail_fast: bool) -> None:
+    def __init__(self, wrapped: Any, method: str, targets: Any, params: dict[str, Any], fail_fast: bool,
+                 total: int | None = None) -> None:
         from ..core.registry import registry
 
         self.wrapped = wrapped
         self.explainer = registry.explainer(method)(wrapped, batch_size=None, **params)  # checks params now
+        self.given = targets  # as the user gave them, for messages
+        if isinstance(targets, Target):
+            targets, self.per_row_targets = dataset_target(targets, total)
+        else:
+            self.per_row_targets = targets is not None and not isinstance(targets, int) and np.ndim(targets) >= 1
         self.targets = targets
-        self.per_row_targets = targets is not None and not isinstance(targets, int) and np.ndim(targets) >= 1
         self.fail_fast = fail_fast
         self.ok = 0  # rows explained so far in this run
 
     def _targets(self, rows: list[int]) -> Any:
         if not self.per_row_targets:
             return self.targets
+        if isinstance(self.targets, Target):
+            held = len(self.targets.data()[0])
+            if rows and max(rows) >= held:
+                raise TargetError(
+                    f"targets={self.given!r} holds {held} rows, but the dataset has more (row "
+                    f"{max(rows)}): give one target per row of the dataset, or a shared one."
+                )
+            return self.targets[np.asarray(rows, np.intp)]
         return np.asarray(self.targets)[rows]
 
     def __call__(self, batch: Batch, first_row: int) -> BatchResult:
@@ -322,7 +374,8 @@ def explain_dataset(
         targets_desc = _describe(targets)
     else:
         targets_desc = _describe(np.asarray(targets))
-    explain = _Explain(wrapped, method, targets, dict(params), fail_fast)
+    total = source_length(source, recursive)
+    explain = _Explain(wrapped, method, targets, dict(params), fail_fast, total)
     if preprocess is None and _is_paths(source) and wrapped.framework == "torch":
         preprocess = _nchw
     run_attrs = {
@@ -335,7 +388,6 @@ def explain_dataset(
         "preprocess": _describe(preprocess),
         "size": _describe(size),
     }
-    total = source_length(source, recursive)
     store = None
     start = 0
     if out is not None:
