@@ -256,6 +256,7 @@ def test_a_failing_function_is_one_target_error_keras(twin_cnn):
         limelight.explain(km, x, "gradcam", layer=layer, targets=T.Function(bad))
     # TensorFlow re-raises what a traced function raised ``from None``; the original is kept
     assert isinstance(info.value.framework_error, IndexError)
+    assert isinstance(info.value.__cause__, IndexError)  # chained again by the backend
 
 
 def test_a_failing_output_callable_is_an_input_error(cnn):

@@ -138,14 +138,15 @@ def _call(model: Any, inputs: Any) -> Any:
 
 
 def _keeps_cause(method: Callable[P, R]) -> Callable[P, R]:
-    """Decorate a public method: an InputError from :func:`_call` keeps its original as
+    """Decorate a public method: a LimelightError raised while tracing (an InputError from
+    :func:`_call`, a TargetError from a user's target function) keeps its original as
     ``__cause__`` (TensorFlow re-raises errors from a traced function ``from None``)."""
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(*args, **kwargs)
-        except InputError as exc:
+        except LimelightError as exc:
             original = getattr(exc, "framework_error", None)
             if original is None or exc.__cause__ is not None:
                 raise
