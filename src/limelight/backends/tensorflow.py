@@ -764,28 +764,28 @@ class KerasModel(Model):
         x = self._tensor(x)
         path, obj = self._layer(layer)
         size = check_batch_size(batch_size)
-        n = len(x)
-        rows = activations if tf.is_tensor(activations) else tf.convert_to_tensor(np.asarray(activations))
-        if not rows.dtype.is_floating:
-            rows = tf.cast(rows, tf.float32)
-        if rows.shape.rank is None or rows.shape.rank < 2 or n == 0 or len(rows) == 0 or len(rows) % n:
+        n = rows(x)
+        rows_ = activations if tf.is_tensor(activations) else tf.convert_to_tensor(np.asarray(activations))
+        if not rows_.dtype.is_floating:
+            rows_ = tf.cast(rows_, tf.float32)
+        if rows_.shape.rank is None or rows_.shape.rank < 2 or n == 0 or len(rows_) == 0 or len(rows_) % n:
             raise InputError(
-                f"activations for layer {path!r} have shape {tuple(rows.shape)}; outputs_with takes "
+                f"activations for layer {path!r} have shape {tuple(rows_.shape)}; outputs_with takes "
                 f"(n·R, ...) rows in the layer's own channels-last shape, R edited copies for each "
                 f"of the n = {n} inputs (a multiple of {n} rows)."
             )
-        rows = self._place(rows)
-        repeats = len(rows) // n
-        fn = self._edit_fn(_spec(x), _spec(rows), path, obj)
+        edited = self._place(rows_)
+        repeats = len(edited) // n
+        fn = self._edit_fn(_spec(x), _spec(edited), path, obj)
         cache = model_cache(self.native)
-        key = ("activation edit", path, _spec(x))
+        key = ("activation edit", path, _hashable(_spec(x)))
         if repeats == 1 or size == 1 or cache.get(key) == "repeat":
-            return self._repeat_outputs(fn, x, rows, repeats, size)
+            return self._repeat_outputs(fn, x, edited, repeats, size)
         first = None
         if key not in cache:
-            first = self._prefix_probe(fn, x, rows, repeats, size)
+            first = self._prefix_probe(fn, x, edited, repeats, size)
             if first is None:  # remembered once the repeat path worked
-                outputs = self._repeat_outputs(fn, x, rows, repeats, size)
+                outputs = self._repeat_outputs(fn, x, edited, repeats, size)
                 cache[key] = "repeat"
                 return outputs
             cache[key] = "prefix"
@@ -795,7 +795,7 @@ class KerasModel(Model):
                 if first is not None and i == 0 and chunk.start == 0:
                     parts.append(first)
                     continue
-                parts.append(fn(x[i : i + 1], rows[i * repeats + chunk.start : i * repeats + chunk.stop]))
+                parts.append(fn(take(x, slice(i, i + 1)), edited[i * repeats + chunk.start : i * repeats + chunk.stop]))
         return _cat(parts)
 
     @staticmethod
@@ -804,7 +804,7 @@ class KerasModel(Model):
         parts = []
         for b in batches(len(rows), size):
             index = tf.range(b.start, b.stop) // repeats
-            parts.append(fn(tf.gather(x, index), rows if _whole(len(rows), b) else rows[b]))
+            parts.append(fn(map_inputs(lambda a, index=index: tf.gather(a, index), x), rows if _whole(len(rows), b) else rows[b]))
         return _cat(parts)
 
     @staticmethod
@@ -813,14 +813,14 @@ class KerasModel(Model):
         for this model (see :meth:`outputs_with`)."""
         count = min(repeats, size or repeats)
         try:
-            out = fn(x[:1], rows[:count])
+            out = fn(take(x, slice(0, 1)), rows[:count])
         except LimelightError:
             raise
         except Exception:  # noqa: BLE001 - any failure: the model does not broadcast batch 1 against the rows
             return None
         if int(out.shape[0]) != count:
             return None
-        check = fn(tf.repeat(x[:1], 2, axis=0), rows[:2])
+        check = fn(map_inputs(lambda a: tf.repeat(a[:1], 2, axis=0), x), rows[:2])
         scale = max(float(tf.reduce_max(tf.abs(check))), 1e-6)
         tol = 1e-3 if rows.dtype in (tf.float32, tf.float64) else 5e-2
         if float(tf.reduce_max(tf.abs(out[:2] - check))) > tol * scale:

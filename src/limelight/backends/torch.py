@@ -1003,11 +1003,11 @@ class TorchModel(Model):
         """
         name, module = self._module(layer)
         size = check_batch_size(batch_size)
-        n = len(x)
+        n = input_rows(x)
         edited = self._edited_rows(activations, n, name)
         repeats = len(edited) // n
         cache = model_cache(self.native)
-        key = ("activation edit", name, id(module), tuple(x.shape[1:]))
+        key = ("activation edit", name, id(module), shapes(x))
         # a model already in eval mode needs no switching (and restoring) per call
         training = any(m.training for m in _PrefixMemo.walk(self.native))
         with self._eval_mode() if training else contextlib.nullcontext(), torch.no_grad():
@@ -1015,7 +1015,8 @@ class TorchModel(Model):
                 return self._repeat_outputs(x, edited, repeats, size, name, module)
             first = None
             # one sample: the memo of an earlier call on the same tensor object, if any
-            memo = _PrefixMemo.kept(cache, x, self.native, module) if n == 1 else _PrefixMemo(self.native, module)
+            kept = n == 1 and not several(x)  # (several inputs: a fresh structure per call, nothing to keep)
+            memo = _PrefixMemo.kept(cache, x, self.native, module) if kept else _PrefixMemo(self.native, module)
             if key not in cache:
                 first = self._prefix_probe(x, edited, repeats, size, name, module, memo)
                 if first is None:  # remembered once the repeat path worked
@@ -1032,10 +1033,10 @@ class TorchModel(Model):
                         out = first
                     elif memo.recorded:
                         with memo.replaying():
-                            out = self._edited_forward(x[i : i + 1], edited[rows], name, module)
+                            out = self._edited_forward(take(x, slice(i, i + 1)), edited[rows], name, module)
                     else:  # the network before the layer runs here, and only here
                         with memo.recording():
-                            out = self._edited_forward(x[i : i + 1], edited[rows], name, module)
+                            out = self._edited_forward(take(x, slice(i, i + 1)), edited[rows], name, module)
                     parts.append(out)
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
@@ -1058,8 +1059,8 @@ class TorchModel(Model):
         """The plain way: each chunk of rows runs the whole model on its samples repeated."""
         parts = []
         for rows in batches(len(edited), size):
-            index = torch.arange(rows.start, rows.stop, device=x.device) // repeats
-            parts.append(self._edited_forward(x.index_select(0, index), edited[rows], name, module))
+            index = torch.arange(rows.start, rows.stop, device=edited.device) // repeats
+            parts.append(self._edited_forward(map_inputs(lambda a, index=index: a.index_select(0, index), x), edited[rows], name, module))
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def _prefix_probe(
@@ -1071,14 +1072,15 @@ class TorchModel(Model):
         rows = min(repeats, size or repeats)
         try:
             with memo.recording():
-                out = self._edited_forward(x[:1], edited[:rows], name, module, probe=True)
+                out = self._edited_forward(take(x, slice(0, 1)), edited[:rows], name, module, probe=True)
         except LimelightError:
             raise
         except Exception:  # noqa: BLE001 - any failure: the model does not broadcast batch 1 against the rows
             return None
         if out is None:
             return None
-        check = self._edited_forward(x[:1].expand(2, *x.shape[1:]), edited[:2], name, module)
+        two = map_inputs(lambda a: a[:1].expand(2, *a.shape[1:]), x)
+        check = self._edited_forward(two, edited[:2], name, module)
         tol = 1e-3 if out.dtype in (torch.float32, torch.float64) else 5e-2
         scale = float(check.abs().max()) if check.numel() else 0.0
         if not torch.allclose(out[:2].to(check.dtype), check, rtol=tol, atol=tol * max(scale, 1e-6)):
@@ -1126,10 +1128,10 @@ class TorchModel(Model):
         handle = module.register_forward_hook(hook)
         try:
             if probe:
-                out = self.native(fed)
+                out = _feed(self.native, fed)
             else:
                 with self._forward_errors(fed):
-                    out = self.native(fed)
+                    out = _feed(self.native, fed)
         finally:
             handle.remove()
         if not ran:

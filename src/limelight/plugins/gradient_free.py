@@ -32,6 +32,8 @@ from ..core.errors import InputError, ParameterError
 from ..core.explainer import Explainer
 from ..core.explanation import Explanation
 from ..core.hookspecs import hookimpl
+from ..core.inputs import leaves, names, rebuild, select, several, spatial_input, take
+from ..core.inputs import rows as input_rows
 from ..core.model import Array, SupportsActivationEdit, SupportsLayers, batches
 from ..core.ops import bilinear_matrix
 from ..core.targets import Target
@@ -63,9 +65,12 @@ def _positive_int(name: str, value: Any) -> int:
 
 
 class _ExtraPasses(Explainer):
-    """What the three share: batching, progress, scoring a target on extra passes."""
+    """What the three share: batching, progress, scoring a target on extra passes. A model
+    fed several inputs: the image named by ``explain_input`` (or the only one) is masked and
+    mapped, the other inputs held at each sample's values."""
 
     multi_target = False
+    several_inputs = True
 
     def size(self) -> int:
         """Rows per extra framework call: ``explain(..., batch_size=)``, else :data:`BATCH_SIZE`."""
@@ -89,11 +94,36 @@ class _ExtraPasses(Explainer):
         rows_data = [xp.broadcast_to(d[sample : sample + 1], (rows, *d.shape[1:])) for d in data]
         return target.scores(xp, outputs, *rows_data)[:, 0]
 
+    def image_input(self, x: Array) -> tuple[Any, Array]:
+        """The input masked and mapped, with its key: ``(None, x)`` for one array; of several
+        inputs, the one named by ``explain_input`` or else the only image ``(N, H, W, C)``
+        (:func:`~limelight.core.inputs.spatial_input`); the others are held at each sample's
+        values."""
+        if not several(x):
+            return None, x
+        which = self.params.get("explain_input")
+        image = spatial_input(x, which)
+        if which is not None:
+            return select(x, which), image
+        return next(k for k, a in zip(names(x), leaves(x), strict=True) if a is image), image
+
+    def with_image(self, x: Array, key: Any, images: Array, samples: Array) -> Array:
+        """The inputs of a batch of edited images ``(B, ...)`` whose row ``j`` belongs to sample
+        ``samples[j]`` (device ints): the images themselves for one input; of several, the
+        image replaced and the other inputs taken at those samples."""
+        if key is None:
+            return images
+        xp = self.xp
+        return rebuild(
+            x, [images if k == key else xp.take(a, samples, axis=0) for k, a in zip(names(x), leaves(x), strict=True)]
+        )
+
     def postprocess(self, maps: Array, x: Array, *, upsample: bool) -> Array:
         """ReLU, upsampling to the input's (H, W) with half-pixel centres, min-max: each as
         the ``relu``/``upsample``/``normalize`` params say (the Grad-CAM family's steps)."""
         return postprocess(
-            self.model, maps, x, relu=self.params["relu"], upsample=upsample, normalize=self.params["normalize"]
+            self.model, maps, self.image_input(x)[1], relu=self.params["relu"], upsample=upsample,
+            normalize=self.params["normalize"],
         )
 
     def result_params(self) -> dict[str, Any]:
@@ -121,7 +151,7 @@ class _LayerCAM(_ExtraPasses):
         layer = self.params["layer"]
         layer = model.default_layer(x) if layer is None else model.resolve_layer(layer)
         activations = model.activations(x, layer, batch_size=self.size())
-        spatial = to_spatial(self.xp, x, layer, activations, None, self.params["reshape"])
+        spatial = to_spatial(self.xp, self.image_input(x)[1], layer, activations, None, self.params["reshape"])
         if spatial is None or spatial[0].ndim != 4:
             raise not_spatial(self.name, model, layer, tuple(activations.shape), x)
         return layer, activations, spatial[0]
@@ -170,21 +200,26 @@ class ScoreCAM(_LayerCAM):
     def explain(self, x: Array, target: Target) -> Explanation:
         model, xp = self.model, self.xp
         progress = _progress(self.params["progress"])
-        if x.ndim != 4:
-            raise InputError(f"{self.name} masks images (N, H, W, C); got inputs of shape {tuple(x.shape)}.")
+        key, image = self.image_input(x)
+        if image.ndim != 4:
+            raise InputError(f"{self.name} masks images (N, H, W, C); got inputs of shape {tuple(image.shape)}.")
         size = self.size()
         outputs = model.predict(x, batch_size=size)
         target, classes = self.fix_target(target, outputs)
         layer, _, activations = self.layer_activations(x)
         acts = xp.astype(activations, xp.float32)
         n, _, _, channels = (int(s) for s in acts.shape)
-        height, width = int(x.shape[1]), int(x.shape[2])
+        height, width = int(image.shape[1]), int(image.shape[2])
         constant_d = xp.max(acts, axis=(1, 2)) == xp.min(acts, axis=(1, 2))  # (n, C)
         constant = np.asarray(model.to_numpy(constant_d), bool)  # tiny control values
-        scores = xp.zeros((n * channels,), dtype=xp.float32, device=x.device)
-        if constant.any():  # x ⊙ 0: the same zero input for every such channel
-            zero_out = model.predict(xp.zeros_like(x[:1]))
-            zero = self.scores(target, xp.tile(zero_out, (n, *[1] * (zero_out.ndim - 1))), np.arange(n))
+        scores = xp.zeros((n * channels,), dtype=xp.float32, device=image.device)
+        if constant.any():  # x ⊙ 0: the same zero image for every such channel
+            if key is None:
+                zero_out = model.predict(xp.zeros_like(image[:1]))
+                zero_out = xp.tile(zero_out, (n, *[1] * (zero_out.ndim - 1)))
+            else:  # with each sample's other inputs
+                zero_out = model.predict(self.with_image(x, key, xp.zeros_like(image), model.asarray(np.arange(n))))
+            zero = self.scores(target, zero_out, np.arange(n))
             zero = xp.astype(zero, xp.float32)[:, None] * xp.astype(constant_d, xp.float32)
             scores = scores + xp.reshape(zero, (-1,))
         rows, chans = np.nonzero(~constant)  # sample-major
@@ -202,8 +237,8 @@ class ScoreCAM(_LayerCAM):
             low = xp.min(up, axis=(1, 2), keepdims=True)
             high = xp.max(up, axis=(1, 2), keepdims=True)
             masks = (up - low) / (high - low + 1e-8)
-            masked = xp.take(x, r, axis=0) * xp.astype(masks, x.dtype)[..., None]
-            out = model.predict(masked)
+            masked = xp.take(image, r, axis=0) * xp.astype(masks, image.dtype)[..., None]
+            out = model.predict(self.with_image(x, key, masked, r))
             rows_data = [xp.take(d, r, axis=0) for d in data]
             parts.append(xp.astype(target.scores(xp, out, *rows_data)[:, 0], xp.float32))
             progress(part.stop, total)
@@ -249,7 +284,7 @@ class AblationCAM(_LayerCAM):
         size = self.size()
         outputs = model.predict(x, batch_size=size)
         target, classes = self.fix_target(target, outputs)
-        n = int(x.shape[0])
+        n = input_rows(x)
         original = xp.astype(self.scores(target, outputs, np.arange(n)), xp.float32)  # (n,)
         # channels are ablated in the layer's own layout (tokens: at every token, as
         # pytorch-grad-cam's AblationLayerVit); the map is drawn on the grid of positions
@@ -272,7 +307,7 @@ class AblationCAM(_LayerCAM):
         for i in range(n):
             # one view of the sample for all its batches: a backend may keep the network
             # before the layer from the first call for the next ones (see outputs_with)
-            sample, own = x[i : i + 1], acts[i : i + 1]
+            sample, own = take(x, slice(i, i + 1)), acts[i : i + 1]
             for part in batches(int(starts[i + 1] - starts[i]), size):
                 c = todo_d[int(starts[i]) + part.start : int(starts[i]) + part.stop]
                 hit = c[:, None] == channel_ids[None, :]  # (R, C) one-hot
@@ -370,18 +405,20 @@ class RISE(_ExtraPasses):
     def explain(self, x: Array, target: Target) -> Explanation:
         model, xp = self.model, self.xp
         progress = _progress(self.params["progress"])
-        if x.ndim != 4:
-            raise InputError(f"{self.name} masks images (N, H, W, C); got inputs of shape {tuple(x.shape)}.")
+        key, image = self.image_input(x)
+        if image.ndim != 4:
+            raise InputError(f"{self.name} masks images (N, H, W, C); got inputs of shape {tuple(image.shape)}.")
         n_masks, grid, p, seed = self._checked()
         size = self.size()
         outputs = model.predict(x, batch_size=size)
         target, classes = self.fix_target(target, outputs)
-        n, height, width = int(x.shape[0]), int(x.shape[1]), int(x.shape[2])
+        n, height, width = int(image.shape[0]), int(image.shape[1]), int(image.shape[2])
         grids, shifts, cell = rise_grids(n_masks, grid, p, (height, width), seed)
-        f32 = xp.zeros((1,), dtype=xp.float32, device=x.device)
+        f32 = xp.zeros((1,), dtype=xp.float32, device=image.device)
         up_rows = model.asarray(bilinear_matrix(grid, (grid + 1) * cell[0], border="reflect"), like=f32)
         up_cols = model.asarray(bilinear_matrix(grid, (grid + 1) * cell[1], border="reflect"), like=f32)
-        saliency = xp.zeros((n, height * width), dtype=xp.float64, device=x.device)
+        saliency = xp.zeros((n, height * width), dtype=xp.float64, device=image.device)
+        sample_ids = model.asarray(np.arange(n, dtype=np.int64))  # several inputs: the others' rows
         # the draws and the target go to the device once; each batch slices them there
         grids_d, shifts_d = model.asarray(grids), model.asarray(shifts)  # bool (n_masks, s, s), int
         steps = (model.asarray(np.arange(height, dtype=np.int64)), model.asarray(np.arange(width, dtype=np.int64)))
@@ -390,10 +427,12 @@ class RISE(_ExtraPasses):
         for part in batches(n_masks, size):
             masks = self._masks(xp.astype(grids_d[part], xp.float32), shifts_d[part], up_rows, up_cols, steps)
             flat = xp.astype(xp.reshape(masks, (int(masks.shape[0]), height * width)), xp.float64)
-            keep = xp.astype(masks, x.dtype)[..., None]
+            keep = xp.astype(masks, image.dtype)[..., None]
+            count = int(masks.shape[0])
             per_sample = []
             for i in range(n):
-                out = model.predict(x[i : i + 1] * keep)
+                own = xp.broadcast_to(sample_ids[i : i + 1], (count,))
+                out = model.predict(self.with_image(x, key, image[i : i + 1] * keep, own))
                 if self.params["scores"] == "probability":
                     out = xp.astype(out, xp.float64)
                     out = xp.exp(out - xp.max(out, axis=-1, keepdims=True))  # classes: the last axis
