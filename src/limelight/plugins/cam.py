@@ -148,7 +148,7 @@ class CAMExplainer(Explainer):
         model, xp = self.model, self.xp
         assert isinstance(model, SupportsLayers)
         image = spatial_input(x, self.params.get("explain_input"))
-        if image.ndim < 3:
+        if image is not x and image.ndim < 3:  # several inputs: a table named to map
             raise InputError(
                 f"{self.name} maps positions of an image or signal input; the input it would size its "
                 f"maps by has shape {tuple(image.shape)}: name the image input with explain_input=."
