@@ -254,18 +254,6 @@ def test_methods_for_one_input_say_which_take_several(data) -> None:
     assert all(m in str(err.value) for m in ("shap-deep", "gradcam", "scorecam", "rise", "shap-partition"))
 
 
-class _ImageOnlyTwin(torch.nn.Module):
-    """TorchTwo with each sample's table row fixed: rows of the image batch ``j`` use
-    ``meta[j]`` (a model of the image alone, for one fixed batch)."""
-
-    def __init__(self, two: torch.nn.Module, meta: torch.Tensor) -> None:
-        super().__init__()
-        self.two, self.meta = two, meta
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.two(image, self.meta.expand(len(image), -1))
-
-
 @pytest.mark.parametrize(("method", "params"), [
     ("scorecam", {"layer": "conv"}), ("ablationcam", {"layer": "conv"}), ("rise", {"n_masks": 40, "seed": 0, "grid": 2}),
 ])
@@ -276,7 +264,7 @@ def test_gradient_free_methods_mask_the_image_and_hold_the_table(data, method, p
     assert (exp.values.reshape(N, -1).std(axis=1) > 0.01).all()  # informative maps
     inner = {**params, "layer": "two.conv"} if "layer" in params else params
     for i in range(N):  # each sample equals the image-alone model with its own table row
-        alone = limelight.explain(_ImageOnlyTwin(model, x["meta"][i : i + 1]), x["image"][i : i + 1], method,
+        alone = limelight.explain(_ImageOnly(model, x["meta"][i : i + 1]), x["image"][i : i + 1], method,
                                   targets=[int(exp.targets[i])], batch_size=4, **inner)
         np.testing.assert_allclose(exp.values[i], alone.values[0], rtol=1e-5, atol=1e-5)
     twin = limelight.explain(keras_two(weights()), keras_inputs(data), method, targets=[0, 1, 2], batch_size=4, **params)

@@ -103,3 +103,17 @@ def test_a_layer_inside_a_scripted_submodule_is_a_clear_error(cnn):
             limelight.explain(mixed, x, "gradcam", layer=layer)
     with pytest.raises(limelight.LimelightError, match="pass layer="):  # no hook on the scripted part
         limelight.explain(mixed, x, "gradcam")
+
+
+@pytest.mark.parametrize("kind", ["script", "trace"])
+def test_sanity_checks_on_a_scripted_model_are_a_clear_error(cnn, kind):
+    from limelight.evaluation import evaluate
+
+    model, x, bg = cnn
+    scripted = _jit(kind, model, x)
+    with pytest.raises(UnsupportedError, match="TorchScript.*eager nn.Module"):
+        limelight.wrap(scripted).randomized(["5"])
+    exp = limelight.explain(scripted, x, "shap-gradient", background=bg, nsamples=4, seed=0)
+    with pytest.raises(UnsupportedError, match="TorchScript"):
+        evaluate(scripted, x, {"shap-gradient": exp}, metrics=["sparseness"], sanity=True,
+                 method_params={"shap-gradient": {"background": bg}})

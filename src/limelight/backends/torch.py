@@ -1164,6 +1164,11 @@ class TorchModel(Model):
         the same numbers."""
         import copy
 
+        if self.scripted:
+            raise UnsupportedError(
+                "randomized copies (the sanity checks) re-initialise layers of a copy of the model, "
+                "which a TorchScript model does not expose; run the checks on the eager nn.Module."
+            )
         clone = copy.deepcopy(self.native)
         rng = np.random.RandomState(seed)
         with torch.no_grad():
