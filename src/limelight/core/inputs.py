@@ -31,6 +31,8 @@ __all__ = [
     "describe",
     "select",
     "spatial_input",
+    "spatial_key",
+    "held",
     "shape_reference",
     "from_user",
 ]
@@ -154,6 +156,23 @@ def get(x: Inputs, key: str | int) -> Any:
     if several(x):
         return x[key]
     return x
+
+
+def held(xp: Any, x: Inputs, key: str | int, replacement: Any, samples: Any) -> Inputs:
+    """Inputs for a batch of edited rows of input ``key`` (``replacement``, ``(B, ...)``)
+    whose row ``j`` belongs to sample ``samples[j]`` (ints in ``xp``'s arrays): the other
+    inputs are held at those samples' values (``xp.take``)."""
+    return rebuild(
+        x, [replacement if k == key else xp.take(a, samples, axis=0) for k, a in zip(names(x), leaves(x), strict=True)]
+    )
+
+
+def spatial_key(x: Inputs, which: Any = None) -> str | int:
+    """The key of :func:`spatial_input`'s input (``0`` for one array)."""
+    if which is not None or not several(x):
+        return select(x, which)
+    image = spatial_input(x)
+    return next(k for k, a in zip(names(x), leaves(x), strict=True) if a is image)
 
 
 def spatial_input(x: Inputs, which: Any = None) -> Any:

@@ -32,7 +32,7 @@ from ..core.errors import InputError, ParameterError
 from ..core.explainer import Explainer
 from ..core.explanation import Explanation
 from ..core.hookspecs import hookimpl
-from ..core.inputs import leaves, names, rebuild, select, several, spatial_input, take
+from ..core.inputs import held, several, spatial_input, spatial_key, take
 from ..core.inputs import rows as input_rows
 from ..core.model import Array, SupportsActivationEdit, SupportsLayers, batches
 from ..core.ops import bilinear_matrix
@@ -102,21 +102,13 @@ class _ExtraPasses(Explainer):
         if not several(x):
             return None, x
         which = self.params.get("explain_input")
-        image = spatial_input(x, which)
-        if which is not None:
-            return select(x, which), image
-        return next(k for k, a in zip(names(x), leaves(x), strict=True) if a is image), image
+        return spatial_key(x, which), spatial_input(x, which)
 
     def with_image(self, x: Array, key: Any, images: Array, samples: Array) -> Array:
         """The inputs of a batch of edited images ``(B, ...)`` whose row ``j`` belongs to sample
         ``samples[j]`` (device ints): the images themselves for one input; of several, the
         image replaced and the other inputs taken at those samples."""
-        if key is None:
-            return images
-        xp = self.xp
-        return rebuild(
-            x, [images if k == key else xp.take(a, samples, axis=0) for k, a in zip(names(x), leaves(x), strict=True)]
-        )
+        return images if key is None else held(self.xp, x, key, images, samples)
 
     def postprocess(self, maps: Array, x: Array, *, upsample: bool) -> Array:
         """ReLU, upsampling to the input's (H, W) with half-pixel centres, min-max: each as

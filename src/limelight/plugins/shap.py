@@ -36,7 +36,7 @@ from ..core.errors import FrameworkNotInstalledError, InputError, ParameterError
 from ..core.explainer import Explainer
 from ..core.explanation import Explanation
 from ..core.hookspecs import hookimpl
-from ..core.inputs import describe, get, leaves, map_inputs, names, rebuild, rows, select, several, shapes
+from ..core.inputs import describe, get, held, leaves, map_inputs, names, rebuild, rows, select, several, shapes
 from ..core.model import Array, SupportsDeepLift, SupportsGradients
 from ..core.targets import Target
 
@@ -132,17 +132,14 @@ class _ShapExplainer(Explainer):
         per sample, the mean over the background rows of that input, the other inputs at the
         sample's values."""
         xp, model = self.xp, self.model
-        held = x is not None and several(x) and self.params.get("explain_input") is not None
-        if not held:
+        one_input = x is None or not several(x) or self.params.get("explain_input") is None
+        if one_input:
             return self.expected_scores(target, model.predict(bg, batch_size=self.size()), n)
         (key,) = self.attributed(x)
         m = rows(bg)
         base = []
         for row in range(rows(x)):
-            repeat = model.asarray(np.full(m, row))
-            batch = rebuild(
-                x, [b if k == key else xp.take(a, repeat, axis=0) for k, a, b in zip(names(x), leaves(x), leaves(bg), strict=True)]
-            )
+            batch = held(xp, x, key, get(bg, key), model.asarray(np.full(m, row)))
             out = model.predict(batch, batch_size=self.size())
             base.append(self.expected_scores(target[row : row + 1], out, 1)[0])
         return xp.stack(base)
@@ -306,10 +303,7 @@ class ShapPartition(_ShapExplainer):
             def f(batch: np.ndarray, one: Target = one, row: int = row) -> np.ndarray:
                 masked = model.asarray(np.asarray(batch, host.dtype), like=image)
                 if key is not None:  # the other inputs: this sample's, once per masked image
-                    repeat = model.asarray(np.full(len(batch), row))
-                    masked = rebuild(
-                        x, [masked if k == key else xp.take(a, repeat, axis=0) for k, a in zip(names(x), leaves(x), strict=True)]
-                    )
+                    masked = held(xp, x, key, masked, model.asarray(np.full(len(batch), row)))
                 out = model.predict(masked)
                 data = [model.asarray(np.repeat(d, len(batch), axis=0), like=out) for d in one.data()]
                 return model.to_numpy(one.scores(xp, out, *data))
