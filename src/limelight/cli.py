@@ -157,7 +157,7 @@ def _explain_stream(args: argparse.Namespace) -> int:
     from . import io
     from .streaming.run import explain_dataset
     from .streaming.sources import NATIVE, image_paths
-    from .streaming.store import _completed, _open_group
+    from .streaming.store import open_results
     from .zoo.specs import load_model
 
     require("PIL.Image", "viz", "Pillow")
@@ -208,7 +208,7 @@ def _explain_stream(args: argparse.Namespace) -> int:
                 preprocess=loaded.preprocess, size=size, targets=targets, **params,
             )
     except KeyboardInterrupt:
-        done = _completed(_open_group(out, "r")) if out.exists() else 0
+        done = len(open_results(out)) if out.exists() else 0
         print(f"limelight: interrupted; {done} image(s) are complete in {out}: rerun with --resume to go on",
               file=sys.stderr)
         return 130

@@ -75,7 +75,7 @@ from ..core.model import (
     reinitialize,
 )
 from ..core.outputs import OutputSelector, select_output, selector_key
-from ..core.targets import Target, deeplift_target
+from ..core.targets import Target
 
 # import_triton_first: see limelight.core.lazy (triton after TensorFlow segfaults)
 tf: Any = LazyModule("tensorflow", extra="tensorflow", before=import_triton_first)
@@ -859,7 +859,7 @@ class KerasModel(Model):
         unsupported = self._unsupported(x)
         if unsupported:
             raise no_deeplift_rule(unsupported)
-        target = deeplift_target(target.check(self._num_outputs(x)))
+        target = target.check(self._num_outputs(x))
         data, data_specs = self._target_data(target, x)
         fn = self._deeplift_fn(_spec(x), target, data_specs)
         n = rows(x)

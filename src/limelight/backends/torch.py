@@ -97,7 +97,7 @@ from ..core.model import (
     unknown_layer,
 )
 from ..core.outputs import OutputSelector, select_output
-from ..core.targets import Target, deeplift_target
+from ..core.targets import Target
 from ..core.tokens import is_channels_last
 
 if TYPE_CHECKING:
@@ -815,7 +815,12 @@ class TorchModel(Model):
 
     @contextlib.contextmanager
     def _eval_mode(self) -> Iterator[None]:
+        """The model in eval mode for the body; every module's flag restored after. A model
+        already in eval mode is left alone (nothing to switch or restore)."""
         modes = [(module, module.training) for module in self.native.modules()]
+        if not any(training for _, training in modes):
+            yield
+            return
         self.native.eval()
         try:
             yield
@@ -1008,9 +1013,7 @@ class TorchModel(Model):
         repeats = len(edited) // n
         cache = model_cache(self.native)
         key = ("activation edit", name, id(module), shapes(x))
-        # a model already in eval mode needs no switching (and restoring) per call
-        training = any(m.training for m in _PrefixMemo.walk(self.native))
-        with self._eval_mode() if training else contextlib.nullcontext(), torch.no_grad():
+        with self._eval_mode(), torch.no_grad():
             if repeats == 1 or size == 1 or cache.get(key) == "repeat":
                 return self._repeat_outputs(x, edited, repeats, size, name, module)
             first = None
@@ -1194,7 +1197,7 @@ class TorchModel(Model):
 
         leaf = map_inputs(pair, x, references)
         mode = DeepLiftMode()
-        with torch.enable_grad(), mode, self._forward_errors(map_inputs(_nchw, x)):
+        with torch.enable_grad(), mode, self._forward_errors(map_inputs(lambda a: _nchw(a, self._signal(a)), x)):
             # in-place ops stay off the leaf
             out = self._check_outputs(_feed(self.native, map_inputs(lambda a: a.clone(), leaf)))
         return leaf, out, {**mode.unsupported, **scripted_modules(self.native)}
@@ -1224,7 +1227,7 @@ class TorchModel(Model):
             if unsupported:
                 raise no_deeplift_rule(unsupported)
             n = len(out) // 2
-            target = deeplift_target(target.check(out.shape[-1]))
+            target = target.check(out.shape[-1])
             with torch.enable_grad():
                 scores = self._scores(target, out[:n], rows)
             grads = [

@@ -29,10 +29,10 @@ def wrap(model: object, output: OutputSelector = None) -> Model:
     """
     output = check_selector(output)
     if isinstance(model, Model):
-        if output is None or getattr(model, "output", None) is output:
+        if output is None or model.output is output:
             return model
         changed = copy.copy(model)
-        changed.output = output  # type: ignore[attr-defined]
+        changed.output = output
         return changed
     wrapped = registry.wrap(model)
     if wrapped is None:
@@ -44,7 +44,7 @@ def wrap(model: object, output: OutputSelector = None) -> Model:
             "limelight.Model subclass."
         )
     if output is not None:
-        wrapped.output = output  # type: ignore[attr-defined]
+        wrapped.output = output
     return wrapped
 
 

@@ -51,9 +51,8 @@ class Explainer(abc.ABC):
     #: Whether ``precision="auto"`` means ``"highest"`` (TF32 off) for this method.
     full_precision: ClassVar[bool] = False
 
-    #: Whether :meth:`explain` takes several inputs (a tuple or dict of canonical arrays);
-    #: by default, the methods that accept ``explain_input`` (see :meth:`handles_several`).
-    several_inputs: ClassVar[bool | None] = None
+    #: Whether :meth:`explain` takes several inputs (a tuple or dict of canonical arrays).
+    several_inputs: ClassVar[bool] = False
 
     #: During :meth:`__call__`: the inputs and their prefetched host copy.
     _inputs: tuple[Array, Any] | None = None
@@ -94,13 +93,14 @@ class Explainer(abc.ABC):
     @classmethod
     def handles_several(cls) -> bool:
         """Whether this method explains models fed several inputs."""
-        return cls.several_inputs if cls.several_inputs is not None else "explain_input" in cls.defaults
+        return cls.several_inputs
 
     def __call__(self, x: Array, targets: TargetsLike = None) -> Explanation:
         """Explain canonical ``x`` (one array, or a tuple / dict of them for a model fed
         several inputs) under this explainer's precision policy."""
         if several(x) and not self.handles_several():
-            raise several_inputs_error(self.name, type(x).__name__, "the methods whose defaults have explain_input")
+            # (limelight.explain lists them by name; core.explainer does not know the registry)
+            raise several_inputs_error(self.name, type(x).__name__, "those whose class sets several_inputs")
         if self.params.get("explain_input") is not None:
             select(x, self.params["explain_input"])  # a wrong name fails before any work
         target = self.target(targets, rows(x))
@@ -198,7 +198,7 @@ class Explainer(abc.ABC):
     def _output_param(self) -> dict[str, Any]:
         """``{"output": selector}`` when the model was given ``output=`` (a callable is
         recorded by its name)."""
-        output = getattr(self.model, "output", None)
+        output = self.model.output
         if output is None:
             return {}
         if callable(output):

@@ -32,6 +32,7 @@ from .explanation import owned
 from .ops import bilinear_matrix
 
 if TYPE_CHECKING:
+    from .outputs import OutputSelector
     from .targets import Target
 
 __all__ = [
@@ -140,6 +141,9 @@ class Model(abc.ABC):
     """
 
     framework: ClassVar[str]
+    #: Which of the model's outputs is explained (``output=``: a key, attribute, index or
+    #: callable; see :mod:`limelight.core.outputs`); None: the default choice.
+    output: OutputSelector = None
 
     def __init__(self, native: object) -> None:
         self.native = native

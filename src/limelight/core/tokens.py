@@ -30,8 +30,6 @@ def _patch_grid(h: int, w: int, size: Sequence[int]) -> bool:
     if h < 1 or w < 1 or h > height or w > width:
         return False
     for s in range(max(1, height // (h + 1)), height // h + 2):
-        if s < 1:
-            continue
         if (h, w) in ((height // s, width // s), (-(-height // s), -(-width // s))):
             return True
     return False

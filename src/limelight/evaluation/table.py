@@ -165,6 +165,20 @@ def _sanity_method(
     return exp.method, params
 
 
+def image_batch_shape(x: Any, who: str, what: str) -> tuple[int, int, int]:
+    """``(N, H, W)`` of canonical images ``x``; one clear error for several inputs or other
+    shapes (``who`` and ``what`` name the caller and the batch in the message)."""
+    if several(x):
+        raise UnsupportedError(
+            f"{who} scores maps of one image input; this model is fed {len(leaves(x))} inputs. "
+            "Wrap the model in one that takes the image and holds the other inputs fixed, and "
+            "evaluate that."
+        )
+    if len(x.shape) != 4:
+        raise InputError(f"{who} scores maps of images (N, H, W, C); {what} {tuple(x.shape)}.")
+    return (int(x.shape[0]), int(x.shape[1]), int(x.shape[2]))
+
+
 def evaluate(
     model: object,
     inputs: Any,
@@ -197,15 +211,7 @@ def evaluate(
     """
     wrapped = wrap(model)
     x = wrapped.canonical(inputs)  # the model's array, on its device
-    if several(x):
-        raise UnsupportedError(
-            f"evaluate scores maps of one image input; this model is fed {len(leaves(x))} inputs. "
-            "Wrap the model in one that takes the image and holds the other inputs fixed, and "
-            "evaluate that."
-        )
-    if len(x.shape) != 4:
-        raise InputError(f"evaluate scores maps of images (N, H, W, C); the inputs are {tuple(x.shape)}.")
-    shape = tuple(int(d) for d in x.shape[:3])
+    shape = image_batch_shape(x, "evaluate", "the inputs are")
     chosen = _chosen_metrics(metrics, metric_params, batch_size)
     need_class = class_metrics(chosen, sanity)
     if need_class:  # refused before any work (given explanations: by their outputs, below)

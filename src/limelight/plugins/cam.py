@@ -55,6 +55,7 @@ __all__ = [
     "postprocess",
     "not_spatial",
     "to_spatial",
+    "weighted_sum",
 ]
 
 
@@ -175,6 +176,12 @@ class CAMExplainer(Explainer):
 
 
 
+def weighted_sum(xp: Any, activations: Array, weights: Array) -> Array:
+    """``Σ_c w[n, c] · A[n, ..., c]``: maps ``(N, *s)`` from ``(N, *s, C)`` and ``(N, C)``."""
+    shape = (int(weights.shape[0]), *([1] * (activations.ndim - 2)), int(weights.shape[1]))
+    return xp.sum(activations * xp.reshape(weights, shape), axis=-1)
+
+
 def _positions(a: Array) -> tuple[int, ...]:
     """The position axes of channels-last ``(N, *s, C)``: ``(1, 2)`` for ``(N, h, w, C)``."""
     return tuple(range(1, a.ndim - 1))
@@ -188,9 +195,7 @@ class _WeightedCAM(CAMExplainer):
         """Channel weights ``(N, C)``."""
 
     def cam(self, activations: Array, gradients: Array) -> Array:
-        weights = self.weights(activations, gradients)
-        shape = (int(weights.shape[0]), *([1] * (activations.ndim - 2)), int(weights.shape[1]))
-        return self.xp.sum(activations * self.xp.reshape(weights, shape), axis=-1)
+        return weighted_sum(self.xp, activations, self.weights(activations, gradients))
 
 
 class GradCAM(_WeightedCAM):

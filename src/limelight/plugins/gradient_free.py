@@ -37,7 +37,7 @@ from ..core.inputs import rows as input_rows
 from ..core.model import Array, SupportsActivationEdit, SupportsLayers, batches
 from ..core.ops import bilinear_matrix
 from ..core.targets import Target
-from .cam import not_spatial, postprocess, to_spatial
+from .cam import not_spatial, postprocess, to_spatial, weighted_sum
 
 __all__ = ["ScoreCAM", "AblationCAM", "RISE", "BATCH_SIZE", "ABLATION_OFFSET", "rise_grids"]
 
@@ -154,7 +154,7 @@ class _LayerCAM(_ExtraPasses):
         """``Σ_c w_c A_c`` post-processed and packaged."""
         xp = self.xp
         acts = xp.astype(activations, xp.float32)
-        maps = xp.sum(acts * xp.astype(weights, xp.float32)[:, None, None, :], axis=-1)
+        maps = weighted_sum(xp, acts, xp.astype(weights, xp.float32))
         maps = self.postprocess(maps, x, upsample=self.params["upsample"])
         return self.result(x, maps, classes[:, 0], outputs, layer=layer, **self.result_params())
 

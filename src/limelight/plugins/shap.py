@@ -38,7 +38,7 @@ from ..core.explanation import Explanation
 from ..core.hookspecs import hookimpl
 from ..core.inputs import describe, get, held, leaves, map_inputs, names, rebuild, rows, select, several, shapes
 from ..core.model import Array, SupportsDeepLift, SupportsGradients
-from ..core.targets import Target
+from ..core.targets import Target, deeplift_target
 
 __all__ = ["ShapGradient", "ShapDeep", "ShapPartition", "ShapAuto"]
 
@@ -273,7 +273,6 @@ class ShapPartition(_ShapExplainer):
 
     name = "shap-partition"
     requires = ()
-    several_inputs = True
     defaults = MappingProxyType({"mask": "blur(32,32)", "max_evals": 500, "seed": 0, "explain_input": None})
 
     def explain(self, x: Array, target: Target) -> Explanation:
@@ -344,6 +343,7 @@ class ShapDeep(_ShapExplainer):
         bg = self.background(x)
         outputs = model.predict(x, batch_size=self.size())
         target, classes = self.fix_target(target, outputs)
+        deeplift_target(target)  # DeepLIFT's rules stop at the outputs: linear scores only
         keys = self.attributed(x)
         phis = {
             k: xp.zeros((rows(x), classes.shape[1], *get(x, k).shape[1:]), dtype=xp.float64, device=get(x, k).device)
@@ -375,6 +375,7 @@ class ShapAuto(Explainer):
     name = "shap"
     multi_target = True
     defaults = MappingProxyType({**ShapGradient.defaults, **ShapDeep.defaults})
+    several_inputs = True
 
     def explain(self, x: Array, target: Target) -> Explanation:
         _checked_background(self, x)  # a missing or mismatched background fails before any work

@@ -26,7 +26,15 @@ from ..core.api import explain, wrap
 from ..core.errors import InputError, ParameterError
 from ..core.model import Model
 from ..evaluation.metric import DEFAULT_BATCH_SIZE, Metric, as_host, check_class_explanation, host_classes
-from ..evaluation.table import BASELINES, Evaluation, _checked_maps, _chosen_metrics, baseline_maps, class_metrics
+from ..evaluation.table import (
+    BASELINES,
+    Evaluation,
+    _checked_maps,
+    _chosen_metrics,
+    baseline_maps,
+    class_metrics,
+    image_batch_shape,
+)
 
 __all__ = ["DatasetEvaluation", "Stat", "evaluate_dataset"]
 
@@ -198,9 +206,7 @@ class _BatchScorer:
     def __call__(self, inputs: Any, masks: Any) -> dict[str, dict[str, np.ndarray]]:
         wrapped: Model = self.wrapped
         x = wrapped.canonical(inputs)
-        if len(x.shape) != 4:
-            raise InputError(f"evaluate_dataset scores maps of images (N, H, W, C); a batch is {tuple(x.shape)}.")
-        shape = tuple(int(d) for d in x.shape[:3])
+        shape = image_batch_shape(x, "evaluate_dataset", "a batch is")
         if masks is not None:
             masks = as_host(masks)
             if masks.shape != shape:
