@@ -256,35 +256,12 @@ def _staged(out: pathlib.Path) -> Iterator[pathlib.Path]:
         raise
 
 
-def _is_image(path: pathlib.Path) -> bool:
-    Image = require("PIL.Image", "viz", "Pillow")
-    return path.is_file() and path.suffix.lower() in Image.registered_extensions()
-
-
 def _expand(arguments: Sequence[str], recursive: bool) -> list[pathlib.Path]:
     """Files as given; a folder -> the images inside (``--recursive``: and below); a glob
-    pattern that names no file -> its matches. Sorted within each argument."""
-    import glob
-    import pathlib
+    pattern that names no file -> its matches (:func:`~limelight.streaming.sources.image_paths`)."""
+    from .streaming.sources import image_paths
 
-    paths: list[pathlib.Path] = []
-    for argument in arguments:
-        path = pathlib.Path(argument)
-        if path.is_dir():
-            found = sorted(p for p in (path.rglob("*") if recursive else path.iterdir()) if _is_image(p))
-            if not found:
-                more = "" if recursive else " (--recursive looks in subfolders too)"
-                raise InputError(f"no image files in the folder {argument}{more}")
-            paths += found
-        elif not path.exists() and glob.has_magic(argument):
-            matches = sorted(pathlib.Path(m) for m in glob.glob(argument, recursive=recursive))
-            found = [m for m in matches if _is_image(m)]
-            if not found:
-                raise InputError(f"no image files match {argument}")
-            paths += found
-        else:
-            paths.append(path)  # load_image says what is wrong with it
-    return paths
+    return [pathlib.Path(p) for p in image_paths(list(arguments), recursive)]
 
 
 def _unique_stems(paths: Sequence[pathlib.Path]) -> list[str]:
