@@ -48,17 +48,6 @@ def _ray() -> Any:
     return ray
 
 
-def _resolve_preprocess(preprocess: Preprocess | str | None) -> Preprocess | None:
-    """A callable, a preset name of :func:`limelight.io.preset`, or None."""
-    if isinstance(preprocess, str):
-        from .io import preset
-
-        return preset(preprocess).apply
-    if preprocess is not None and not callable(preprocess):
-        raise InputError(f"preprocess must be a callable or a preset name, not {type(preprocess).__name__}")
-    return preprocess
-
-
 def _assigned_gpus() -> list[Any]:
     """The GPUs Ray gave this worker (empty outside Ray or when none were requested)."""
     try:
@@ -152,7 +141,9 @@ class Explain:
         self.method = method
         self.native = _place(_build(model_factory), device)
         self.model = wrap(self.native)
-        self.preprocess = _resolve_preprocess(preprocess)
+        from .streaming.sources import resolve_preprocess
+
+        self.preprocess = resolve_preprocess(preprocess)
         self.targets = targets
         self.layer = layer
         self.params = params

@@ -214,11 +214,14 @@ def image_paths(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
     return paths
 
 
-def _resolve_preprocess(preprocess: Preprocess | str | None) -> Preprocess | None:
+def resolve_preprocess(preprocess: Preprocess | str | None) -> Preprocess | None:
+    """A callable, a preset name of :func:`limelight.io.preset`, or None."""
     if isinstance(preprocess, str):
         from ..io import preset
 
         return preset(preprocess).apply
+    if preprocess is not None and not callable(preprocess):
+        raise InputError(f"preprocess must be a callable or a preset name, not {type(preprocess).__name__}")
     return preprocess
 
 
@@ -229,7 +232,7 @@ def _file_batches(paths: list[str], batch_size: int, preprocess: Preprocess | st
     # "native": each image at its own size through ``preprocess``, which sets the size
     # (torchvision's transform resizes and crops); else resized to ``size`` (default 224)
     per_image = size == NATIVE or (size is None and preprocess == "torchvision")
-    fn = _resolve_preprocess(preprocess)
+    fn = resolve_preprocess(preprocess)
     if per_image and fn is None:
         raise InputError('size="native" needs a preprocess that makes every image the same size')
     shape = None if per_image else (size or 224)
@@ -329,7 +332,7 @@ def iter_batches(source: Any, *, batch_size: int, preprocess: Preprocess | str |
     if _is_paths(source):
         yield from _file_batches(image_paths(source, recursive), batch_size, preprocess, start, size)
         return
-    fn = _resolve_preprocess(preprocess)
+    fn = resolve_preprocess(preprocess)
     if hasattr(source, "element_spec") and hasattr(source, "unbatch"):
         batches = _tf_batches(source, batch_size, start)
         if start:
