@@ -11,6 +11,17 @@ from .errors import InputError
 __all__ = ["check_canonical", "check_batch", "to_numpy_float32"]
 
 
+def host_array(a: Any, dtype: Any = None) -> np.ndarray:
+    """A NumPy array, a torch tensor on any device (detached) or a TensorFlow/JAX tensor as a
+    NumPy array on the host, cast to ``dtype`` when given; duck-typed, no framework import.
+    Conversion errors propagate: callers say what was wrong in their own words."""
+    if hasattr(a, "detach") and hasattr(a, "cpu"):  # torch: off the graph and the device
+        a = a.detach().cpu().numpy()
+    elif hasattr(a, "numpy") and not isinstance(a, np.ndarray):  # TensorFlow, JAX, ...
+        a = a.numpy()
+    return np.asarray(a) if dtype is None else np.asarray(a, dtype)
+
+
 def to_numpy_float32(x: object) -> np.ndarray:
     """Convert an array-like to a float32 NumPy array (copying only when needed)."""
     try:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .arrays import host_array
 from .errors import LimelightError, TargetError
 
 __all__ = [
@@ -185,11 +186,7 @@ def _host(a: Any, what: str, dtype: Any = None) -> np.ndarray:
     cast to ``dtype`` when given; a :class:`TargetError` (chained) when it is neither."""
     given = type(a).__name__
     try:
-        if hasattr(a, "detach"):  # a torch tensor
-            a = a.detach().cpu().numpy()
-        elif hasattr(a, "numpy") and not isinstance(a, np.ndarray):  # TensorFlow, JAX, ...
-            a = a.numpy()
-        return np.asarray(a) if dtype is None else np.asarray(a, dtype)
+        return host_array(a, dtype)
     except (TypeError, ValueError, AttributeError, RuntimeError) as exc:
         raise TargetError(
             f"{what} must be a NumPy array or a tensor of numbers, got {given} ({type(exc).__name__}: {exc})."

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..core.arrays import host_array
 from ..core.errors import InputError, ParameterError, UnsupportedError
 from ..core.explanation import Explanation
 from ..core.model import Array, Model, check_batch_size
@@ -70,11 +71,7 @@ def as_host(a: Any, what: str = "masks") -> np.ndarray:
     if isinstance(a, np.ndarray):
         return a
     try:
-        if hasattr(a, "detach") and hasattr(a, "cpu"):  # torch: off the graph and the device
-            a = a.detach().cpu()
-        if hasattr(a, "numpy"):  # torch, TensorFlow
-            return np.asarray(a.numpy())
-        return np.asarray(a)
+        return host_array(a)
     except Exception as exc:
         raise InputError(f"{what} must be an array (NumPy, or a tensor of the model's framework); "
                          f"got {type(a).__name__}: {exc}") from exc

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.arrays import host_array
 from ..core.errors import InputError, LimelightError, TargetError
 from ..core.targets import Class, Target, _host, resolve_target
 from .progress import Progress
@@ -109,7 +110,7 @@ def _describe(value: Any) -> Any:
         return {str(k): _describe(v) for k, v in value.items()}
     if hasattr(value, "shape") and hasattr(value, "dtype"):
         try:
-            arr = np.ascontiguousarray(value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value))
+            arr = np.ascontiguousarray(host_array(value))
             return {"array": list(arr.shape), "dtype": str(arr.dtype), "sha1": hashlib.sha1(arr.tobytes()).hexdigest()}
         except Exception:  # noqa: BLE001 - a description only
             return f"<{type(value).__name__} {tuple(value.shape)}>"

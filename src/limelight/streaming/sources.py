@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.arrays import host_array
 from ..core.errors import InputError, LimelightError
 
 __all__ = ["NATIVE", "Batch", "iter_batches", "image_paths", "source_length"]
@@ -121,7 +122,7 @@ def _split(item: Any) -> tuple[Any, list[str] | None, Any]:
     if id_list is not None and len(id_list) != _nrows(inputs):
         raise InputError(f"a batch has {_nrows(inputs)} inputs but {len(id_list)} ids")
     if masks is not None:
-        masks = np.asarray(_host(masks)).astype(bool)
+        masks = host_array(masks).astype(bool)  # a mask on the GPU comes to the host
     return inputs, id_list, masks
 
 

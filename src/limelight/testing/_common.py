@@ -9,6 +9,8 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from ..core.arrays import host_array
+
 __all__ = ["Report", "Checks", "NotApplicable", "host"]
 
 
@@ -38,11 +40,7 @@ class Report:
 
 def host(a: Any) -> np.ndarray:
     """Any array (NumPy, torch, TensorFlow, ...) as a NumPy array, without importing a framework."""
-    if hasattr(a, "detach"):
-        a = a.detach().cpu().numpy()
-    elif hasattr(a, "numpy") and not isinstance(a, np.ndarray):
-        a = a.numpy()
-    return np.asarray(a)
+    return host_array(a)
 
 
 class Checks:
