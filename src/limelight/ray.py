@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib
 import os
 import pathlib
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -63,18 +62,14 @@ def _assigned_gpus() -> list[Any]:
 
 
 def _place(native: Any, device: str | None) -> Any:
-    """Move a torch model to ``device``; ``"auto"``: to ``cuda`` when Ray gave this actor a
-    GPU (``num_gpus`` in ``map_batches``). Ray sets ``CUDA_VISIBLE_DEVICES`` to the actor's
-    GPUs, so ``cuda`` is the GPU it got. Other frameworks place themselves (TensorFlow uses
-    the GPU it sees)."""
-    torch = sys.modules.get("torch")
-    if device is None or torch is None or not isinstance(native, torch.nn.Module):
+    """The model moved to ``device`` by its backend (:meth:`~limelight.Model.place`);
+    ``"auto"``: to the accelerator only when Ray gave this actor a GPU (``num_gpus`` in
+    ``map_batches``; Ray sets ``CUDA_VISIBLE_DEVICES`` to the actor's GPUs). Frameworks that
+    place themselves (TensorFlow) are left as they are."""
+    if device is None or (device == "auto" and not _assigned_gpus()):
         return native
-    if device == "auto":
-        if not (_assigned_gpus() and torch.cuda.is_available()):
-            return native
-        device = "cuda"
-    return native.to(device)
+    wrap(native).place(device)
+    return native
 
 
 def _build(model_factory: Any) -> Any:

@@ -523,6 +523,14 @@ class TorchModel(Model):
                 model_cache(self.native)[("signal", canonical)] = signal
         return _nhwc(tensor.to(device=device, dtype=dtype), signal)
 
+    def place(self, device: str) -> None:
+        """``native.to(device)``; ``"auto"``: to ``cuda`` when torch sees a GPU (else stays)."""
+        if device == "auto":
+            if not torch.cuda.is_available():
+                return
+            device = "cuda"
+        self.native.to(device)
+
     def asarray(self, a: Any, like: Array | None = None) -> torch_types.Tensor:
         device = like.device if like is not None else self._device_dtype()[0]
         host = np.asarray(a)

@@ -214,6 +214,12 @@ class Model(abc.ABC):
         cols = self.asarray(bilinear_matrix(maps.shape[2], width, align_corners=align_corners).T, like=maps)
         return xp.matmul(xp.matmul(rows, maps), cols)
 
+    def place(self, device: str) -> None:
+        """Move the model to ``device`` (``"auto"``: the framework's accelerator if it sees
+        one). This version does nothing: frameworks that place themselves (TensorFlow uses
+        the GPU it sees) need no move."""
+        return None
+
     @contextlib.contextmanager
     def precision(self, mode: str) -> Iterator[None]:
         """Run the body under ``precision=`` ``mode`` (``"highest"`` or ``"default"``);
