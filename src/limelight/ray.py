@@ -302,7 +302,7 @@ def explain_on_ray(model_factory: Any, paths: Any, method: str = "gradcam", *, o
     composited on white), so its store would differ from ``explain_dataset``'s.
     """
     from .streaming.progress import Progress
-    from .streaming.run import Run, SampleError, _describe, _nchw
+    from .streaming.run import Run, SampleError, _nchw, run_attributes
     from .streaming.sources import image_paths
     from .streaming.store import ResultStore, _failures
 
@@ -323,20 +323,8 @@ def explain_on_ray(model_factory: Any, paths: Any, method: str = "gradcam", *, o
     model = ray.get(ray.remote(num_cpus=0)(_describe_model).remote(model_factory))
     if preprocess is None and model["framework"] == "torch":
         preprocess = _nchw  # what explain_dataset feeds torch models
-    if isinstance(targets, int) or targets is None or np.ndim(targets) == 0:
-        targets_desc = _describe(targets)
-    else:
-        targets_desc = _describe(np.asarray(targets))
-    run_attrs = {
-        "method": method,
-        "params": _describe(dict(params)),
-        "batch_size": batch_size,
-        "model": model["model"],
-        "framework": model["framework"],
-        "targets": targets_desc,
-        "preprocess": _describe(preprocess),
-        "size": _describe(size),
-    }
+    run_attrs = run_attributes(method, params, batch_size, model["model"], model["framework"], targets,
+                               preprocess, size)
     store = ResultStore.create(out, attrs={"run": run_attrs, "versions": model["versions"]}, resume=resume,
                                capacity=len(files))
     start = store.completed()

@@ -14,7 +14,7 @@ import os
 import pathlib
 import sys
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -319,6 +319,23 @@ def _assemble(n: int, ids: list[str], parts: list[tuple[list[int], Any]], errors
 
 
 # -- the run ---------------------------------------------------------------------------------
+def run_attributes(method: str, params: Mapping[str, Any], batch_size: int | None, model: Any, framework: str,
+                   targets: Any, preprocess: Any, size: Any) -> dict[str, Any]:
+    """What a results store records of its run, compared on ``resume`` (explain_dataset and
+    explain_on_ray write the same, so either resumes the other's store)."""
+    scalar = isinstance(targets, int) or targets is None or np.ndim(targets) == 0
+    return {
+        "method": method,
+        "params": _describe(dict(params)),
+        "batch_size": batch_size,
+        "model": model,
+        "framework": framework,
+        "targets": _describe(targets if scalar else np.asarray(targets)),
+        "preprocess": _describe(preprocess),
+        "size": _describe(size),
+    }
+
+
 def explain_dataset(
     model: object,
     source: Any,
@@ -371,24 +388,12 @@ def explain_dataset(
 
     began = time.perf_counter()
     wrapped = wrap(model)
-    if isinstance(targets, int) or targets is None or np.ndim(targets) == 0:
-        targets_desc = _describe(targets)
-    else:
-        targets_desc = _describe(np.asarray(targets))
     total = source_length(source, recursive)
     explain = _Explain(wrapped, method, targets, dict(params), fail_fast, total)
     if preprocess is None and _is_paths(source) and wrapped.framework == "torch":
         preprocess = _nchw
-    run_attrs = {
-        "method": method,
-        "params": _describe(dict(params)),
-        "batch_size": batch_size,
-        "model": _model_description(wrapped.native),
-        "framework": wrapped.framework,
-        "targets": targets_desc,
-        "preprocess": _describe(preprocess),
-        "size": _describe(size),
-    }
+    run_attrs = run_attributes(method, params, batch_size, _model_description(wrapped.native), wrapped.framework,
+                               targets, preprocess, size)
     store = None
     start = 0
     if out is not None:
