@@ -39,14 +39,21 @@ from ..core.ops import bilinear_matrix
 from ..core.targets import Target
 from .cam import not_spatial, postprocess, to_spatial, weighted_sum
 
-__all__ = ["ScoreCAM", "AblationCAM", "RISE", "BATCH_SIZE", "ABLATION_OFFSET", "rise_grids"]
+__all__ = ["ScoreCAM", "AblationCAM", "RISE", "BATCH_SIZE", "ABLATION_OFFSET", "ablation_offset", "rise_grids"]
 
 #: Rows per extra framework call when ``batch_size`` is not given.
 BATCH_SIZE = 32
 
 #: Ablation-CAM's ablation value for layers whose activations are not zero somewhere:
-#: ``min(A) - ABLATION_OFFSET`` (pytorch-grad-cam's ``ABLATION_VALUE``).
+#: ``min(A) - ABLATION_OFFSET`` (pytorch-grad-cam's ``ABLATION_VALUE``), or ``min(A) -
+#: sqrt(max finite)`` where the activations' dtype cannot hold that (float16: 256), so the
+#: rest of the network sees a finite value.
 ABLATION_OFFSET = 1e7
+
+
+def ablation_offset(xp: Any, dtype: Any) -> float:
+    """:data:`ABLATION_OFFSET`, capped at the square root of ``dtype``'s largest finite value."""
+    return min(ABLATION_OFFSET, math.sqrt(float(xp.finfo(dtype).max)))
 
 
 def _progress(callback: Any) -> Callable[[int, int], None]:
@@ -254,7 +261,10 @@ class AblationCAM(_LayerCAM):
     pytorch-grad-cam takes that minimum over its whole ablation batch after the earlier rows
     were ablated, so row ``j`` of a batch gets ``min(A) - (j + 1)·1e7`` and the result depends
     on its ``batch_size``; limelight uses ``min(A) - 1e7`` for every channel (the rule as
-    its comment states it). Where ``y = 0`` the drop is divided by 1 instead (pytorch-grad-cam
+    its comment states it). In float16, where ``min(A) - 1e7`` is ``-inf``, the offset is
+    256 (:func:`ablation_offset`). In bfloat16 the drops ``y - y_c`` of a deep layer are
+    often below the rounding of ``y`` (8 bits), so the map is mostly rounding noise: run such
+    a model in float16 or float32 for Ablation-CAM. Where ``y = 0`` the drop is divided by 1 instead (pytorch-grad-cam
     gives inf/NaN). A channel already equal to the ablation value everywhere (a dead ReLU
     channel) is not run: its weight is 0, and its ``A_c`` contributes 0 to the map either way.
 
@@ -284,7 +294,7 @@ class AblationCAM(_LayerCAM):
         channels = int(acts.shape[-1])
         middle = (None,) * (acts.ndim - 1)  # broadcasts a per-sample value over (..., C)
         low = xp.min(acts, axis=tuple(range(1, acts.ndim)))
-        value = xp.where(low == 0, xp.zeros_like(low), low - ABLATION_OFFSET)  # (n,), acts' dtype
+        value = xp.where(low == 0, xp.zeros_like(low), low - ablation_offset(xp, acts.dtype))  # (n,), acts' dtype
         inert_d = xp.all(acts == value[(slice(None), *middle)], axis=tuple(range(1, acts.ndim - 1)))  # no change
         inert = np.asarray(model.to_numpy(inert_d), bool)  # tiny control values
         ablated = xp.reshape(original[:, None] * xp.astype(inert_d, xp.float32), (-1,))

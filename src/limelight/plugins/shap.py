@@ -293,6 +293,9 @@ class ShapPartition(_ShapExplainer):
         outputs = model.predict(x, batch_size=self.size())
         target, classes = self.fix_target(target, outputs)
         host = model.to_numpy(image)
+        feed = host.dtype  # masked batches reach the model in its own dtype
+        if host.dtype == np.float16:  # shap's maskers blur with OpenCV, which takes no float16
+            host = host.astype(np.float32)
         mask = self.params["mask"]
         values = np.zeros((len(host), classes.shape[1], *host.shape[1:]), np.float64)
         base = np.zeros(classes.shape, np.float64)
@@ -300,7 +303,7 @@ class ShapPartition(_ShapExplainer):
             one = target[np.array([row])]  # this row's target, scored on each masked batch
 
             def f(batch: np.ndarray, one: Target = one, row: int = row) -> np.ndarray:
-                masked = model.asarray(np.asarray(batch, host.dtype), like=image)
+                masked = model.asarray(np.asarray(batch, feed), like=image)
                 if key is not None:  # the other inputs: this sample's, once per masked image
                     masked = held(xp, x, key, masked, model.asarray(np.full(len(batch), row)))
                 out = model.predict(masked)
