@@ -451,6 +451,22 @@ class _PrefixMemo:
             for module in patched:
                 object.__delattr__(module, "forward")
 
+def _wrapper_prefixes(native: Any) -> list[str]:
+    """``""`` and the name prefixes that wrappers put before the wrapped model's layer names:
+    ``_orig_mod.`` (``torch.compile``), ``module.`` (``DataParallel``,
+    ``DistributedDataParallel``), nested as they are."""
+    prefixes, prefix, module = [""], "", native
+    while True:
+        inner = getattr(module, "_orig_mod", None)  # torch._dynamo's OptimizedModule
+        if isinstance(inner, torch.nn.Module):
+            prefix, module = prefix + "_orig_mod.", inner
+        elif isinstance(module, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
+            prefix, module = prefix + "module.", module.module
+        else:
+            return prefixes
+        prefixes.append(prefix)
+
+
 class TorchModel(Model):
     """A ``torch.nn.Module`` taking NCHW (or ``(N, D)``) tensors and returning ``(N, K)``.
 
@@ -719,8 +735,10 @@ class TorchModel(Model):
                 "model; pass one of model.named_modules() (or its name)."
             )
         names = self.layers()
-        if isinstance(layer, str) and layer in names:
-            return layer
+        if isinstance(layer, str):
+            for prefix in _wrapper_prefixes(self.native):
+                if prefix + layer in names:  # "layer4" of torch.compile(model) is "_orig_mod.layer4"
+                    return prefix + layer
         raise unknown_layer(layer, names, self.framework)
 
     def _module(self, layer: object) -> tuple[str, torch_types.nn.Module]:
