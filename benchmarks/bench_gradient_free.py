@@ -10,6 +10,14 @@ feeds the model NHWC inputs) and pytorch-grad-cam (when installed) with the same
 medians; then each candidate once more in a fresh subprocess for its peak memory (RSS growth
 on the CPU (VmHWM), ``torch.cuda.max_memory_allocated`` on CUDA), and the max abs difference between
 the two maps. Ratios only mean something within one run.
+
+``--ceiling`` (Score-CAM) asks how fast *any* exact Score-CAM can be: it runs ``N × C``
+forwards of masked inputs, whoever implements it, so it times one forward of ``batch_size``
+inputs in every fp32 form this torch offers (eager NCHW as pytorch-grad-cam runs it,
+channels-last inputs, ``torch.compile`` with freezing, when a compiler is there) and in
+bfloat16 autocast, projects each to ``N × C`` inputs and divides pytorch-grad-cam's measured
+time by it: the most any implementation can gain at that precision. The bfloat16 row also
+reports how far limelight's Score-CAM maps move when its forwards run under autocast.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -117,6 +126,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="masked inputs / ablated copies per forward")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--methods", nargs="+", default=["scorecam", "ablationcam"], choices=sorted(PGC))
+    parser.add_argument("--ceiling", action="store_true", help="Score-CAM: the fastest any exact Score-CAM can be")
     parser.add_argument("--peak-of", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peak_of:
@@ -151,6 +161,67 @@ def main() -> None:
         for other in others:
             print(f"\nmax abs difference of the maps, limelight vs {other}: {np.abs(maps[ours] - maps[other]).max():.2e}")
         print(flush=True)
+        if args.ceiling and method == "scorecam":
+            ceiling(args, model, x, targets, maps, times)
+
+
+def ceiling(
+    args: argparse.Namespace, model: Any, x: Any, targets: list[int], maps: dict[str, Any], times: dict[str, float]
+) -> None:
+    """The fastest an exact Score-CAM can be here: ``N × C`` forwards at the best per-forward speed."""
+    pgc = "pytorch-grad-cam ScoreCAM"
+    if pgc not in times:
+        print("(--ceiling needs pytorch-grad-cam installed)")
+        return
+    channels = int(model.fc.in_features)  # layer4's channels
+    forwards = x.shape[0] * channels / args.batch_size
+    gen = torch.Generator().manual_seed(2)
+    masked = torch.rand(args.batch_size, *x.shape[1:], generator=gen).to(x.device) * x[:1]
+    last = masked.contiguous(memory_format=torch.channels_last)
+
+    def run(fn: Any, inputs: Any) -> Any:
+        def call() -> Any:
+            with torch.no_grad():
+                return fn(inputs)
+
+        return synced(call, args.device)
+
+    forms = {"eager NCHW (as pytorch-grad-cam)": run(model, masked), "eager, channels-last inputs": run(model, last)}
+    compile_s = None
+    try:
+        import torch._inductor.config as inductor
+
+        inductor.freezing = True
+        fresh = torchvision.models.resnet18(weights=None).eval().to(x.device)  # the same weights, none
+        fresh.load_state_dict(model.state_dict())  # of the hooks pytorch-grad-cam left on `model`
+        compiled = torch.compile(fresh, dynamic=False)
+        start = time.perf_counter()
+        run(compiled, last)()
+        compile_s = time.perf_counter() - start
+        forms["torch.compile, freezing, channels-last"] = run(compiled, last)
+    except Exception as error:  # noqa: BLE001  (no compiler, unsupported platform: the row is left out)
+        print(f"(torch.compile row left out: {type(error).__name__}: {error})")
+
+    def bf16(inputs: Any) -> Any:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return model(inputs)
+
+    forms["bfloat16 autocast, channels-last"] = run(bf16, last)
+    per = measure(forms, max(args.repeats, 5))
+    title = f"Score-CAM ceiling: {forwards:.0f} forwards of {args.batch_size} inputs, {device_name(args.device)}"
+    print(f"### {title}\n\n| forward form | s per forward | projected s | pytorch-grad-cam ÷ projected |")
+    print("|---|---:|---:|---:|")
+    for name, seconds in per.items():
+        print(f"| {name} | {seconds:.3f} | {seconds * forwards:.1f} | {times[pgc] / (seconds * forwards):.2f} |")
+    if compile_s is not None:
+        print(f"\n(torch.compile's first call, compilation included: {compile_s:.1f} s)")
+    with torch.autocast(x.device.type, dtype=torch.bfloat16):
+        low = np.asarray(limelight.explain(model, x, "scorecam", targets=targets, layer=LAYER,
+                                           batch_size=args.batch_size).values)
+    ours = maps["limelight scorecam"]
+    print(f"\nlimelight scorecam with its forwards under bfloat16 autocast: max abs difference of the maps "
+          f"{np.abs(low - ours).max():.2e} (fp32 limelight vs pytorch-grad-cam: {np.abs(ours - maps[pgc]).max():.2e})\n",
+          flush=True)
 
 
 if __name__ == "__main__":
