@@ -451,6 +451,7 @@ class _PrefixMemo:
             for module in patched:
                 object.__delattr__(module, "forward")
 
+
 def _wrapper_prefixes(native: Any) -> list[str]:
     """``""`` and the name prefixes that wrappers put before the wrapped model's layer names:
     ``_orig_mod.`` (``torch.compile``), ``module.`` (``DataParallel``,

@@ -61,8 +61,9 @@ def _wrap_file(path: str) -> Model | None:
 
     if not os.path.isfile(path):
         raise UnsupportedModelError(
-            f"the model {path!r} is a string but no file. Pass a model object, or the path of a model "
-            "file (a TorchScript .pt, a .keras, or what an installed plugin reads, e.g. .onnx); a spec such as 'torchvision:resnet18' is loaded with "
+            f"the model {path!r} is a string but no file. Pass a model object, or the path of a "
+            "model file (a TorchScript .pt, a .keras, or what an installed plugin reads, e.g. "
+            ".onnx); a spec such as 'torchvision:resnet18' is loaded with "
             "limelight.zoo.load_model(spec, weights=...).model."
         )
     return registry.wrap(load_model(path).model)

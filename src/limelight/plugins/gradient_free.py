@@ -263,9 +263,9 @@ class AblationCAM(_LayerCAM):
     on its ``batch_size``; limelight uses ``min(A) - 1e7`` for every channel (the rule as
     its comment states it). In float16, where ``min(A) - 1e7`` is ``-inf``, the offset is
     256 (:func:`ablation_offset`). In bfloat16 the drops ``y - y_c`` of a deep layer are
-    often below the rounding of ``y`` (8 bits), so the map is mostly rounding noise: run such
-    a model in float16 or float32 for Ablation-CAM. Where ``y = 0`` the drop is divided by 1 instead (pytorch-grad-cam
-    gives inf/NaN). A channel already equal to the ablation value everywhere (a dead ReLU
+    often below the rounding of ``y`` (8 bits), so the map is mostly rounding noise: run
+    such a model in float16 or float32 for Ablation-CAM. Where ``y = 0`` the drop is divided
+    by 1 instead (pytorch-grad-cam gives inf/NaN). A channel already equal to the ablation value everywhere (a dead ReLU
     channel) is not run: its weight is 0, and its ``A_c`` contributes 0 to the map either way.
 
     Edited activation rows are built on the device, ``batch_size`` rows (one sample, one
