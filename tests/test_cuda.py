@@ -299,8 +299,8 @@ def test_gradient_free_methods_match_the_cpu(small_cnn, method):
 def test_half_precision_models_on_the_gpu(resnet18, method, dtype):
     """A float16 / bfloat16 copy of the model on the GPU: finite maps, close to the float32
     CPU model's (float16 keeps ~3 decimal digits, bfloat16 ~2). Ablation-CAM in bfloat16 is
-    only finite: its drops ``y - y_c`` are near bfloat16's rounding of ``y`` (0.3 off on the
-    CPU too), as its docstring says."""
+    only finite: its drops ``y - y_c`` are a few rounding steps of ``y`` (0.3 off on the CPU
+    too), and it warns so, as its docstring says."""
     cpu, gpu = resnet18
     half = copy.deepcopy(gpu).to(getattr(torch, dtype))
     x = _images(2, 64, 12)

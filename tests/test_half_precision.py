@@ -5,6 +5,7 @@ weights, for every family of methods (gradient CAMs, gradient-free CAMs, SHAP)."
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -119,3 +120,26 @@ def test_keras_mixed_float16_matches_float32() -> None:
     full = limelight.explain(full_model, x, "shap-deep", targets=[1, 2], background=background)
     half = limelight.explain(half_model, x, "shap-deep", targets=[1, 2], background=background)
     _close(full, half, 1e-2 * float(np.abs(np.asarray(full.values)).max()))
+
+
+def test_ablationcam_warns_when_bfloat16_rounding_swamps_the_drops() -> None:
+    """A score of ~100 (bfloat16 rounds it in steps of 0.5) and channel drops of ~0.1: the
+    weights are rounding; a UserWarning says so. float32 and float16 give none."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.ReLU(),  # "1": minimum 0, so a channel is ablated to 0
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 2),
+    ).eval()
+    with torch.no_grad():
+        model[4].bias += 100.0
+    x = _inputs()
+    with pytest.warns(UserWarning, match="ablationcam: the typical score drop y - y_c is .* rounding steps"):
+        limelight.explain(copy.deepcopy(model).to(torch.bfloat16), x.to(torch.bfloat16), "ablationcam",
+                          targets=[0, 1], layer="1")
+    for dtype in (torch.float32, torch.float16):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            limelight.explain(copy.deepcopy(model).to(dtype), x.to(dtype), "ablationcam", targets=[0, 1], layer="1")

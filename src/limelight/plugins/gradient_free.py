@@ -22,6 +22,7 @@ already (``relu``, ``normalize`` only).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -263,8 +264,9 @@ class AblationCAM(_LayerCAM):
     on its ``batch_size``; limelight uses ``min(A) - 1e7`` for every channel (the rule as
     its comment states it). In float16, where ``min(A) - 1e7`` is ``-inf``, the offset is
     256 (:func:`ablation_offset`). In bfloat16 the drops ``y - y_c`` of a deep layer are
-    often below the rounding of ``y`` (8 bits), so the map is mostly rounding noise: run
-    such a model in float16 or float32 for Ablation-CAM. Where ``y = 0`` the drop is divided
+    often a few rounding steps of ``y`` (8 bits), so the map can move by a third of its
+    range: a ``UserWarning`` says so, and such a model is better run in float16 or float32
+    for Ablation-CAM. Where ``y = 0`` the drop is divided
     by 1 instead (pytorch-grad-cam gives inf/NaN). A channel already equal to the ablation value everywhere (a dead ReLU
     channel) is not run: its weight is 0, and its ``A_c`` contributes 0 to the map either way.
 
@@ -319,9 +321,31 @@ class AblationCAM(_LayerCAM):
                 progress(int(starts[i]) + part.stop, total)
         if parts:
             ablated = model.index_add(ablated, flat_d, xp.concat(parts))
+        drops = original[:, None] - xp.reshape(ablated, (n, channels))
         denominator = xp.where(original == 0, xp.ones_like(original), original)[:, None]
-        weights = (original[:, None] - xp.reshape(ablated, (n, channels))) / denominator
-        return self.finish(x, grid, weights, classes, outputs, layer)
+        _warn_if_rounding(xp, model, drops, original, outputs.dtype, ~inert)
+        return self.finish(x, grid, drops / denominator, classes, outputs, layer)
+
+
+def _warn_if_rounding(xp: Any, model: Any, drops: Array, scores: Array, dtype: Any, run: np.ndarray) -> None:
+    """A warning when the outputs' dtype is coarse (bfloat16: 8 bits) and the typical score
+    drop ``y - y_c`` of the channels that ran is within 16 rounding steps of ``y``: each
+    drop is then a few percent off, and ``Σ_c w_c A_c``, whose terms cancel, can move by a
+    third of its range (ResNet-18 ``layer3``). Checked only for such dtypes (one host copy
+    of the ``(N, C)`` drops)."""
+    eps = float(xp.finfo(dtype).eps)
+    if eps < 1e-3 or not run.any():  # float16 and finer: no check, no sync
+        return
+    steps = model.to_numpy(xp.abs(drops) / (eps * xp.abs(scores)[:, None] + 1e-30))
+    typical = float(np.median(np.asarray(steps)[run]))
+    if typical < 16:
+        warnings.warn(
+            f"ablationcam: the typical score drop y - y_c is {typical:.1f} rounding steps of y in "
+            f"{dtype} outputs, so the weights are a few percent off and the map can move by a "
+            "third of its range; run the model in float16 or float32 for Ablation-CAM.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def rise_grids(
