@@ -27,9 +27,8 @@ def wrap(model: object, output: OutputSelector = None) -> Model:
     ``"logits"`` or ``"out"`` (see :mod:`limelight.core.outputs`). It is stored as
     ``Model.output``. An already wrapped :class:`Model` is returned as is, or, with
     ``output`` given, as a copy with it set. A path (``str`` / ``os.PathLike``) of a model file
-    that no backend takes itself is loaded as ``limelight explain --model FILE`` loads it
-    (TorchScript ``.pt``/``.pth``, ``.keras``, a plugin's format), on every call: wrap it once
-    and pass the :class:`Model` to reuse it.
+    is loaded as ``limelight explain --model FILE`` loads it (TorchScript ``.pt``/``.pth``,
+    ``.keras``, a plugin's format), on every call: wrap it once and pass the :class:`Model` to reuse it.
     """
     output = check_selector(output)
     if isinstance(model, Model):
@@ -39,8 +38,15 @@ def wrap(model: object, output: OutputSelector = None) -> Model:
         changed.output = output
         return changed
     wrapped = registry.wrap(model)
-    if wrapped is None and isinstance(model, str | os.PathLike):
-        wrapped = _wrap_file(os.fspath(model))
+    if wrapped is None and isinstance(model, str | os.PathLike) and os.path.isfile(model):
+        wrapped = registry.wrap(registry.load_model(os.fspath(model)).model)  # as --model FILE
+    elif wrapped is None and isinstance(model, str | os.PathLike):
+        raise UnsupportedModelError(
+            f"the model {os.fspath(model)!r} is a string but no file. Pass a model object, or the path "
+            "of a model file (a TorchScript .pt, a .keras, or what an installed plugin reads, e.g. "
+            ".onnx); a spec such as 'torchvision:resnet18' is loaded with "
+            "limelight.zoo.load_model(spec, weights=...).model."
+        )
     if wrapped is None:
         backends = [p.name for p in registry.plugins() if p.backend]
         raise UnsupportedModelError(
@@ -52,21 +58,6 @@ def wrap(model: object, output: OutputSelector = None) -> Model:
     if output is not None:
         wrapped.output = output
     return wrapped
-
-
-def _wrap_file(path: str) -> Model | None:
-    """A model file that a ``limelight_load_model`` plugin reads (TorchScript ``.pt``,
-    ``.keras``; plugins add theirs), loaded and wrapped."""
-    from ..zoo.specs import load_model
-
-    if not os.path.isfile(path):
-        raise UnsupportedModelError(
-            f"the model {path!r} is a string but no file. Pass a model object, or the path of a "
-            "model file (a TorchScript .pt, a .keras, or what an installed plugin reads, e.g. "
-            ".onnx); a spec such as 'torchvision:resnet18' is loaded with "
-            "limelight.zoo.load_model(spec, weights=...).model."
-        )
-    return registry.wrap(load_model(path).model)
 
 
 def explain(

@@ -25,9 +25,12 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError, PluginWarning, UnknownExplainerError, close_matches
+from .errors import PluginError, PluginWarning, UnknownExplainerError, UnknownModelError, close_matches
 from .explainer import Explainer
 from .model import Model
+
+#: The spec forms the built-in loaders (``limelight.zoo``) read.
+KNOWN_FORMS = "torchvision:NAME, keras:NAME, a TorchScript .pt file, a .keras file, or package.module:factory"
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "Registry", "registry"]
 
@@ -179,6 +182,14 @@ class Registry:
     def wrap(self, model: object) -> Model | None:
         """The first backend's :class:`Model` for ``model``, or None if no backend takes it."""
         return self.pm.hook.limelight_wrap_model(model=model)
+
+    def load_model(self, spec: str, weights: str | None = None) -> hookspecs.LoadedModel:
+        """The first ``limelight_load_model`` plugin's model for ``spec`` (a file path,
+        ``torchvision:NAME``, ...); an :class:`UnknownModelError` when none loads it."""
+        loaded: hookspecs.LoadedModel | None = self.pm.hook.limelight_load_model(spec=spec, weights=weights)
+        if loaded is None:
+            raise UnknownModelError(f"no plugin can load the model spec {spec!r}. Known forms: {KNOWN_FORMS}.")
+        return loaded
 
     def explainer(self, name: str) -> type[Explainer]:
         """The explainer class registered as ``name``."""

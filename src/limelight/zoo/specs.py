@@ -9,11 +9,10 @@ import importlib
 from ..core.errors import UnknownModelError, UnsupportedModelError
 from ..core.hookspecs import LoadedModel, hookimpl
 from ..core.model import Model
+from ..core.registry import KNOWN_FORMS
 
 __all__ = ["KNOWN_FORMS", "LoadedModel", "UnknownModelError", "WeightsUnavailableError", "load_model"]
 
-#: The spec forms the built-in plugins load.
-KNOWN_FORMS = "torchvision:NAME, keras:NAME, a TorchScript .pt file, a .keras file, or package.module:factory"
 
 
 class WeightsUnavailableError(UnknownModelError):
@@ -41,10 +40,7 @@ def load_model(spec: str, weights: str | None = None) -> LoadedModel:
     """
     from ..core.registry import registry
 
-    loaded: LoadedModel | None = registry.pm.hook.limelight_load_model(spec=spec, weights=weights)
-    if loaded is None:
-        raise UnknownModelError(f"no plugin can load the model spec {spec!r}. Known forms: {KNOWN_FORMS}.")
-    return loaded
+    return registry.load_model(spec, weights)
 
 
 @hookimpl(trylast=True)
