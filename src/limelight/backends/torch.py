@@ -453,19 +453,13 @@ class _PrefixMemo:
 
 
 def _wrapper_prefixes(native: Any) -> list[str]:
-    """``""`` and the name prefixes that wrappers put before the wrapped model's layer names:
-    ``_orig_mod.`` (``torch.compile``), ``module.`` (``DataParallel``,
-    ``DistributedDataParallel``), nested as they are."""
+    """``""`` and the name prefixes that ``DataParallel`` / ``DistributedDataParallel`` put
+    before the wrapped model's layer names (``module.``, nested as they are)."""
     prefixes, prefix, module = [""], "", native
-    while True:
-        inner = getattr(module, "_orig_mod", None)  # torch._dynamo's OptimizedModule
-        if isinstance(inner, torch.nn.Module):
-            prefix, module = prefix + "_orig_mod.", inner
-        elif isinstance(module, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
-            prefix, module = prefix + "module.", module.module
-        else:
-            return prefixes
+    while isinstance(module, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
+        prefix, module = prefix + "module.", module.module
         prefixes.append(prefix)
+    return prefixes
 
 
 class TorchModel(Model):
@@ -473,6 +467,11 @@ class TorchModel(Model):
 
     ``memory_format``: None runs the model in the memory format of its convolution weights;
     ``torch.channels_last`` (or ``torch.contiguous_format``) forces one.
+
+    A ``torch.compile``-d model is explained through the eager module it wraps
+    (``_orig_mod``, the same parameters): hooks added after dynamo compiled a graph never
+    fire in it, and the explanation's own hooks would make it recompile. Its layer names are
+    the eager module's (``"_orig_mod."``-prefixed names are taken too).
     """
 
     framework = "torch"
@@ -480,6 +479,8 @@ class TorchModel(Model):
     native: torch_types.nn.Module
 
     def __init__(self, native: object, memory_format: Any = None, output: OutputSelector = None) -> None:
+        while isinstance(getattr(native, "_orig_mod", None), torch.nn.Module):  # torch.compile
+            native = native._orig_mod  # type: ignore[attr-defined]
         super().__init__(native)
         self.memory_format = memory_format
         #: ``output=``: which tensor of structured outputs is explained (see core.outputs).
@@ -737,8 +738,10 @@ class TorchModel(Model):
             )
         names = self.layers()
         if isinstance(layer, str):
+            while layer.startswith("_orig_mod."):  # torch.compile's names; explained eager (see class)
+                layer = layer[len("_orig_mod.") :]
             for prefix in _wrapper_prefixes(self.native):
-                if prefix + layer in names:  # "layer4" of torch.compile(model) is "_orig_mod.layer4"
+                if prefix + layer in names:  # "layer4" of DataParallel(model) is "module.layer4"
                     return prefix + layer
         raise unknown_layer(layer, names, self.framework)
 
