@@ -228,7 +228,8 @@ def evaluate(
     ``sanity=True`` adds the randomisation checks: ``randomisation`` (Spearman correlation
     with the map of the fully re-initialised model) and ``random-logit`` (with the map of
     another class), each averaged over ``repeats`` draws (seeds ``seed``, ``seed + 1``,
-    ...); lower is better, and the model-free baselines score 1 by construction. A given
+    ...); lower is better, and the model-free baselines score 1 by construction (random-logit
+    is NaN, with a warning, for a model of one output: there is no other class). A given
     explanation is re-made on the randomised models with its own ``method`` and ``params``
     (``method_params[name]`` fills in what it does not record, such as SHAP's background).
 
@@ -285,13 +286,15 @@ def evaluate(
                 kinds.setdefault(name, used)
     better = {name: metric.higher_is_better for name, metric in chosen.items()}
     if sanity:
-        from .sanity import full_randomization, random_logit, spearman
+        from .sanity import full_randomization, one_output, random_logit_row, spearman
 
         seeds = range(seed, seed + repeats)
+        no_other_class = any(one_output(exp) for exp in explanations.values())
         for row, row_scores in scores.items():
             if row in BASELINES:  # the same map whatever the weights or the class
                 unchanged = spearman(maps[row], maps[row])
-                row_scores["randomisation"], row_scores["random-logit"] = unchanged, unchanged
+                row_scores["randomisation"] = unchanged
+                row_scores["random-logit"] = np.full(shape[0], np.nan) if no_other_class else unchanged
                 continue
             exp = explanations[row]
             if computed:  # made here from the name, with the params the user gave
@@ -299,6 +302,6 @@ def evaluate(
             else:
                 method, params = methods[row]
             row_scores["randomisation"] = full_randomization(model, inputs, method, seeds, params, original=exp)
-            row_scores["random-logit"] = random_logit(model, inputs, method, seeds, params, original=exp)
+            row_scores["random-logit"] = random_logit_row(model, inputs, method, seeds, params, exp)
         better.update({"randomisation": False, "random-logit": False})
     return Evaluation(scores, better, kinds)
