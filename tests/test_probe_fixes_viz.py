@@ -58,3 +58,20 @@ def test_too_few_class_names_is_a_clear_error():
     exp = Explanation(method="m", values=np.zeros((1, 4, 4)), targets=[3], outputs=np.zeros((1, 5)))
     with pytest.raises(InputError, match="class_names has 2 names; the explained class 3"):
         viz.comparison_grid({"e": exp}, class_names=["a", "b"])
+
+
+def _exp(n, h=4, w=4, seed=0):
+    rng = np.random.RandomState(seed)
+    return Explanation(method="m", values=rng.rand(n, h, w), targets=np.zeros(n, int), outputs=rng.rand(n, 3),
+                       inputs=rng.rand(n, h, w, 3))
+
+
+def test_explanations_of_other_images_are_a_clear_error_in_a_grid():
+    e = _exp(2)
+    with pytest.raises(InputError, match=r"'first' has 1 samples of \(4, 4\) and 'all' 2 of \(4, 4\)"):
+        viz.comparison_grid({"all": e, "first": e[:1]})
+    with pytest.raises(InputError, match=r"'big' has 2 samples of \(6, 6\)"):
+        viz.comparison_grid({"all": e, "big": _exp(2, 6, 6)})
+    with pytest.raises(InputError, match=r"masks have shape \(2, 5, 4\); the explanations need \(N, H, W\) = \(2, 4, 4\)"):
+        viz.comparison_grid({"all": e}, masks=np.zeros((2, 5, 4), bool))
+    assert len(_titles(viz.comparison_grid({"a": e, "b": _exp(2, seed=1)}))) == 5  # aligned: drawn, 2 rows

@@ -161,6 +161,23 @@ def plot(
     return fig
 
 
+def _check_aligned(columns: list[tuple[str, Explanation]], masks: np.ndarray | None) -> None:
+    """Refuse explanations that do not show the same images (another number of samples or
+    another image size than the first) and masks of another shape, with an InputError."""
+    label0, first = columns[0]
+    size = tuple(first.values.shape[1:3])
+    for label, exp in columns[1:]:
+        if len(exp) != len(first) or tuple(exp.values.shape[1:3]) != size:
+            raise InputError(
+                f"comparison_grid puts the explanations of the same images side by side, but {label!r} has "
+                f"{len(exp)} samples of {exp.values.shape[1:3]} and {label0!r} {len(first)} of {size}: "
+                "explain the same images with each, or slice them alike (exp[:k])."
+            )
+    if masks is not None and np.shape(masks) != (len(first), *size):
+        raise InputError(f"masks have shape {np.shape(masks)}; the explanations need (N, H, W) = "
+                         f"{(len(first), *size)}.")
+
+
 def comparison_grid(
     explanations: Mapping[str, Explanation],
     class_names: Sequence[str] | None = None,
@@ -171,7 +188,8 @@ def comparison_grid(
     with its column name, the explained target's class and the model's score for it (with
     ``(N, T)`` targets, one column per target); ``masks`` ``(N, H, W)`` are outlined. A target
     that is no class (a Function or Similarity target) is titled ``score``, and a class of
-    dense outputs (a Region target) has no score in its title."""
+    dense outputs (a Region target) has no score in its title. Explanations of other images
+    (another number, or size) are refused with an InputError."""
     plt = _pyplot()
     columns = list(explanations.items())
     if not columns:
@@ -182,6 +200,7 @@ def comparison_grid(
                 f"comparison_grid draws image explanations; {label!r} has tabular values of shape "
                 f"{exp.values.shape} (plot it with exp.plot())."
             )
+    _check_aligned(columns, masks)
     n = len(columns[0][1])
     # one panel column per (explanation, target column)
     panels = [
