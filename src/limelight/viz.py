@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .core.errors import UnsupportedError
+from .core.errors import InputError, UnsupportedError
 from .core.lazy import require
 from .core.ops import displayable
 
@@ -108,8 +108,26 @@ def _draw(ax: Any, exp: Explanation, index: int, alpha: float, mask: np.ndarray 
     return mappable
 
 
-def _name(target: int, class_names: Sequence[str] | None) -> str:
-    return str(class_names[target]) if class_names is not None else f"class {target}"
+def _name(target: int, class_names: Sequence[str] | None, prefix: str = "class ") -> str:
+    """The explained target in words: its class name (``class_names``), else ``prefix`` and
+    its index; ``"score"`` for a target that is no class (``-1``: a Function or Similarity
+    target, as :meth:`~limelight.Explanation.to_shap` names it)."""
+    if target < 0:
+        return "score"
+    if class_names is None:
+        return f"{prefix}{target}"
+    if target >= len(class_names):
+        raise InputError(f"class_names has {len(class_names)} names; the explained class {target} needs more.")
+    return str(class_names[target])
+
+
+def _score(exp: Explanation, index: int, target: int) -> str:
+    """The model's output for the explained class of sample ``index`` as a title's
+    ``" (0.28)"``; ``""`` where the explanation does not hold it (a target that is no class, or a class of dense
+    ``(N, ..., K)`` outputs, e.g. a Region target, whose score depends on its mask)."""
+    if target < 0 or exp.outputs.ndim != 2:
+        return ""
+    return f" ({float(exp.outputs[index, target]):.2f})"
 
 
 def plot(
@@ -143,6 +161,23 @@ def plot(
     return fig
 
 
+def _check_aligned(columns: list[tuple[str, Explanation]], masks: np.ndarray | None) -> None:
+    """Refuse explanations that do not show the same images (another number of samples or
+    another image size than the first) and masks of another shape, with an InputError."""
+    label0, first = columns[0]
+    size = tuple(first.values.shape[1:3])
+    for label, exp in columns[1:]:
+        if len(exp) != len(first) or tuple(exp.values.shape[1:3]) != size:
+            raise InputError(
+                f"comparison_grid puts the explanations of the same images side by side, but {label!r} has "
+                f"{len(exp)} samples of {exp.values.shape[1:3]} and {label0!r} {len(first)} of {size}: "
+                "explain the same images with each, or slice them alike (exp[:k])."
+            )
+    if masks is not None and np.shape(masks) != (len(first), *size):
+        raise InputError(f"masks have shape {np.shape(masks)}; the explanations need (N, H, W) = "
+                         f"{(len(first), *size)}.")
+
+
 def comparison_grid(
     explanations: Mapping[str, Explanation],
     class_names: Sequence[str] | None = None,
@@ -151,7 +186,10 @@ def comparison_grid(
 ) -> Any:
     """Rows = images, columns = the given explanations (e.g. method × framework), each titled
     with its column name, the explained target's class and the model's score for it (with
-    ``(N, T)`` targets, one column per target); ``masks`` ``(N, H, W)`` are outlined."""
+    ``(N, T)`` targets, one column per target); ``masks`` ``(N, H, W)`` are outlined. A target
+    that is no class (a Function or Similarity target) is titled ``score``, and a class of
+    dense outputs (a Region target) has no score in its title. Explanations of other images
+    (another number, or size) are refused with an InputError."""
     plt = _pyplot()
     columns = list(explanations.items())
     if not columns:
@@ -162,6 +200,7 @@ def comparison_grid(
                 f"comparison_grid draws image explanations; {label!r} has tabular values of shape "
                 f"{exp.values.shape} (plot it with exp.plot())."
             )
+    _check_aligned(columns, masks)
     n = len(columns[0][1])
     # one panel column per (explanation, target column)
     panels = [
@@ -184,8 +223,7 @@ def comparison_grid(
             ax = axes[row, col]
             _draw(ax, exp, row, alpha, None if masks is None else masks[row], t)
             target = _targets(exp, row)[t]
-            name = _name(target, class_names) if class_names is not None else str(target)
-            score = float(exp.outputs[row, target])
-            ax.set_title(f"{label}\n{name} ({score:.2f})" if row == 0 else f"{name} ({score:.2f})", fontsize=8)
+            title = _name(target, class_names, prefix="") + _score(exp, row, target)
+            ax.set_title(f"{label}\n{title}" if row == 0 else title, fontsize=8)
     fig.tight_layout()
     return fig

@@ -1202,12 +1202,16 @@ class TorchModel(Model):
                 "randomized copies (the sanity checks) re-initialise layers of a copy of the model, "
                 "which a TorchScript model does not expose; run the checks on the eager nn.Module."
             )
+        def host(p: Any) -> np.ndarray:  # NumPy has no bfloat16: via float32 (copy_ casts back)
+            p = p.detach().cpu()
+            return (p.float() if p.dtype == torch.bfloat16 else p).numpy()
+
         clone = copy.deepcopy(self.native)
         rng = np.random.RandomState(seed)
         with torch.no_grad():
             for name in layers:
                 params = list(clone.get_submodule(self.resolve_layer(name)).parameters(recurse=False))
-                arrays = [_to_keras_order(p.detach().cpu().numpy()) for p in params]
+                arrays = [_to_keras_order(host(p)) for p in params]
                 for param, new in zip(params, reinitialize(arrays, rng), strict=True):
                     param.copy_(torch.from_numpy(np.ascontiguousarray(_to_keras_order(new, back=True))))
         return TorchModel(clone, self.memory_format, self.output)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import operator
 import os
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -200,8 +202,11 @@ class Explanation:
         return replace(self, inputs=one)
 
     # -- save / load -----------------------------------------------------------------------
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write to a compressed ``.npz`` file (arrays + JSON metadata); no pickling."""
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write to a compressed ``.npz`` file (arrays + JSON metadata; no pickling) and return
+        its path: ``path`` itself when it ends in ``.npz``, else ``path`` with ``.npz``
+        appended (as NumPy does; :meth:`load` takes either). The file is written whole or
+        not at all (through a temporary file beside it)."""
         arrays: dict[str, Any] = {}
         structure: dict[str, Any] = {}
         for name in _ARRAYS:
@@ -219,12 +224,35 @@ class Explanation:
             "params": {k: v for k, v in self.params.items() if _jsonable(v)},
             "inputs_structure": structure,
         }
-        np.savez_compressed(path, __meta__=np.array(json.dumps(meta)), **arrays)
+        target = _npz_path(path)
+        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+        try:
+            with open(temporary, "xb") as handle:  # the permissions np.savez would give
+                np.savez_compressed(handle, __meta__=np.array(json.dumps(meta)), **arrays)
+            os.replace(temporary, target)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        return target
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Explanation:
-        """Read an explanation written by :meth:`save`."""
-        with np.load(path, allow_pickle=False) as data:
+        """Read an explanation written by :meth:`save`: ``path`` as given to :meth:`save`
+        (``"exp"`` finds the ``exp.npz`` it wrote) or the file's own path."""
+        tried = [Path(path)] if str(path).endswith(".npz") else [Path(path), _npz_path(path)]
+        found = next((p for p in tried if p.is_file()), None)
+        if found is None:
+            raise InputError(f"no saved explanation at {' nor '.join(map(str, tried))}: give the path "
+                             "Explanation.save wrote (it returns it).")
+        try:
+            data = np.load(found, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{found} is not an explanation written by Explanation.save ({exc}).") from exc
+        if not isinstance(data, np.lib.npyio.NpzFile) or "__meta__" not in data.files:
+            if isinstance(data, np.lib.npyio.NpzFile):
+                data.close()
+            raise InputError(f"{found} is not an explanation written by Explanation.save (no __meta__ entry).")
+        with data:
             meta = json.loads(str(data["__meta__"]))
             arrays: dict[str, Any] = {name: data[name] for name in _ARRAYS if name in data.files}
             for name, spec in meta.get("inputs_structure", {}).items():
@@ -232,6 +260,13 @@ class Explanation:
                 like: Any = dict.fromkeys(spec["keys"]) if spec["dict"] else tuple(spec["keys"])
                 arrays[name] = rebuild(like, parts)
         return cls(method=meta["method"], framework=meta["framework"], params=meta["params"], **arrays)
+
+
+def _npz_path(path: str | os.PathLike[str]) -> Path:
+    """The file :meth:`Explanation.save` writes for ``path``: ``.npz`` appended unless it ends
+    so (NumPy's rule)."""
+    text = os.fspath(path)
+    return Path(text if text.endswith(".npz") else text + ".npz")
 
 
 def _rebuild(cls: type[Explanation], kwargs: dict[str, Any]) -> Explanation:

@@ -5,6 +5,7 @@ the model. The weight randomisation needs a backend with the capability
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -68,10 +69,11 @@ def _randomized(wrapped: SupportsRandomize, layers: list[str], seed: int) -> Mod
         raise
     except Exception as exc:
         framework = getattr(wrapped, "framework", type(wrapped).__name__)
+        hint = ("Subclassed Keras models often cannot be cloned; a functional or Sequential model can, or run "
+                if framework in ("keras", "tensorflow") else "Run ")
         raise UnsupportedError(
             f"the sanity checks could not make a randomised copy of this {framework} model "
-            f"({type(exc).__name__}: {exc}). Subclassed Keras models often cannot be cloned; "
-            "a functional or Sequential model can, or run evaluate(..., sanity=False)."
+            f"({type(exc).__name__}: {exc}). {hint}evaluate(..., sanity=False) to skip them."
         ) from exc
 
 
@@ -160,6 +162,12 @@ def random_logit(
     if "layer" in original.params:  # the layer the original map was taken at
         params["layer"] = original.params["layer"]
     base, k = relevance_map(original), original.outputs.shape[-1]
+    if k < 2:
+        raise UnsupportedError(
+            f"random-logit compares the map of the explained class with the map of another class, but this "
+            f"model has {k} output (outputs {tuple(original.outputs.shape)}): it needs at least 2 classes. "
+            "The randomisation check (full_randomization) still applies."
+        )
     classes = original.targets[:, 0] if original.targets.ndim == 2 else original.targets  # the first, as relevance_map
     scores = []
     for seed in seeds:
@@ -167,3 +175,31 @@ def random_logit(
         changed = explain(wrapped, inputs, method, **{**params, "targets": other})
         scores.append(spearman(base, relevance_map(changed)))
     return np.mean(scores, axis=0)
+
+
+def one_output(exp: Explanation) -> bool:
+    """Whether ``exp`` explains a model of one output ``(N, 1)``: no other class for
+    random-logit."""
+    return exp.outputs.ndim == 2 and exp.outputs.shape[-1] < 2
+
+
+def random_logit_row(
+    model: object,
+    inputs: Any,
+    method: str,
+    seeds: Sequence[int],
+    params: Mapping[str, Any] | None,
+    original: Explanation,
+) -> np.ndarray:
+    """:func:`random_logit` for a row of an evaluation table: NaN (with a warning) where the
+    check does not apply, a model of one output, as other metrics that do not apply to a row
+    are NaN; any other refusal is raised."""
+    if one_output(original):
+        warnings.warn(
+            f"random-logit needs a model of at least 2 classes (it compares with the map of another class); "
+            f"this one has outputs {tuple(original.outputs.shape)}, so random-logit is NaN for {method!r}.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return np.full(len(original), np.nan)
+    return random_logit(model, inputs, method, seeds, params, original=original)

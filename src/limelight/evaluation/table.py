@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,6 +180,28 @@ def image_batch_shape(x: Any, who: str, what: str) -> tuple[int, int, int]:
     return (int(x.shape[0]), int(x.shape[1]), int(x.shape[2]))
 
 
+def _baseline_classes(resolved: Mapping[str, np.ndarray], need_class: str) -> np.ndarray | None:
+    """The classes the baseline rows are scored on: those of the given explanations when they
+    all explain the same classes. When they differ, None (and a warning when ``need_class``,
+    the chosen metrics that read the class's output, is not empty): a baseline row scored on
+    one explanation's classes would compare with that row only."""
+    rows = list(resolved)
+    first = resolved[rows[0]]
+    differ = [row for row in rows[1:] if not np.array_equal(resolved[row], first)]
+    if not differ:
+        return first
+    if need_class:
+        warnings.warn(
+            f"evaluate: the given explanations explain different classes ({rows[0]!r} and {differ[0]!r} differ "
+            f"for some images); each is scored on its own classes, but the baseline rows (random, centre, "
+            f"edge) have no one set of classes, so {need_class} score NaN for them. Evaluate the explanations "
+            "of each set of targets separately to get baselines for each.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return None
+
+
 def evaluate(
     model: object,
     inputs: Any,
@@ -205,9 +228,17 @@ def evaluate(
     ``sanity=True`` adds the randomisation checks: ``randomisation`` (Spearman correlation
     with the map of the fully re-initialised model) and ``random-logit`` (with the map of
     another class), each averaged over ``repeats`` draws (seeds ``seed``, ``seed + 1``,
-    ...); lower is better, and the model-free baselines score 1 by construction. A given
+    ...); lower is better, and the model-free baselines score 1 by construction (random-logit
+    is NaN, with a warning, for a model of one output: there is no other class). A given
     explanation is re-made on the randomised models with its own ``method`` and ``params``
     (``method_params[name]`` fills in what it does not record, such as SHAP's background).
+
+    Each given explanation is scored on its own targets (as a Quantus metric scores each
+    ``a_batch`` against its ``y_batch``); the baselines on the explanations' targets. When
+    given explanations explain different classes, a baseline row scored on one of them would
+    compare with that row only, so the metrics that read the class's output (those that run
+    the model, completeness) are NaN for the baselines, with a warning; evaluate each set of
+    targets separately for its baselines.
     """
     wrapped = wrap(model)
     x = wrapped.canonical(inputs)  # the model's array, on its device
@@ -235,31 +266,35 @@ def evaluate(
     methods: dict[str, tuple[str, dict[str, Any]]] = {}
     if sanity and not computed:  # refuse before the metrics run
         methods = {row: _sanity_method(row, exp, (method_params or {}).get(row)) for row, exp in explanations.items()}
-    first = next(iter(explanations.values()), None)
-    resolved = (
-        host_classes(wrapped, first.targets) if first is not None
-        else _predicted_classes(wrapped, x, targets, batch_size)
-    )
+    resolved = {row: host_classes(wrapped, exp.targets) for row, exp in explanations.items()}
+    baseline_classes = _baseline_classes(resolved, class_metrics(chosen, False)) if resolved else (
+        _predicted_classes(wrapped, x, targets, batch_size))
     maps.update(baseline_maps(wrapped.to_numpy(x), seed))
     scores: dict[str, dict[str, np.ndarray]] = {}
     kinds: dict[str, str] = {}
     for row, m in maps.items():
         scores[row] = {}
+        classes = resolved.get(row, baseline_classes)
         for name, metric in chosen.items():
-            scores[row][name] = metric(m, x=x, targets=resolved, masks=masks, model=wrapped,
+            if classes is None and (metric.needs_model or metric.needs_class):
+                scores[row][name] = np.full(shape[0], np.nan)  # a baseline of explanations of other classes
+                continue
+            scores[row][name] = metric(m, x=x, targets=classes, masks=masks, model=wrapped,
                                        explanation=explanations.get(row))
             used = getattr(metric, "output_kind_used", None)
             if used is not None:
                 kinds.setdefault(name, used)
     better = {name: metric.higher_is_better for name, metric in chosen.items()}
     if sanity:
-        from .sanity import full_randomization, random_logit, spearman
+        from .sanity import full_randomization, one_output, random_logit_row, spearman
 
         seeds = range(seed, seed + repeats)
+        no_other_class = any(one_output(exp) for exp in explanations.values())
         for row, row_scores in scores.items():
             if row in BASELINES:  # the same map whatever the weights or the class
                 unchanged = spearman(maps[row], maps[row])
-                row_scores["randomisation"], row_scores["random-logit"] = unchanged, unchanged
+                row_scores["randomisation"] = unchanged
+                row_scores["random-logit"] = np.full(shape[0], np.nan) if no_other_class else unchanged
                 continue
             exp = explanations[row]
             if computed:  # made here from the name, with the params the user gave
@@ -267,6 +302,6 @@ def evaluate(
             else:
                 method, params = methods[row]
             row_scores["randomisation"] = full_randomization(model, inputs, method, seeds, params, original=exp)
-            row_scores["random-logit"] = random_logit(model, inputs, method, seeds, params, original=exp)
+            row_scores["random-logit"] = random_logit_row(model, inputs, method, seeds, params, exp)
         better.update({"randomisation": False, "random-logit": False})
     return Evaluation(scores, better, kinds)
