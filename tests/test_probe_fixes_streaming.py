@@ -1,0 +1,72 @@
+"""Probe fixes in limelight.streaming: the store's lazy rows index as NumPy does; resume checks
+the model's weights; a failed first run leaves no store; short per-row targets are a TargetError."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+zarr = pytest.importorskip("zarr")
+
+from limelight import open_results  # noqa: E402
+from limelight.streaming.store import BatchResult, ResultStore  # noqa: E402
+
+RUN = {"method": "gradcam", "params": {}, "batch_size": 4, "model": {"class": "M"}}
+
+
+@pytest.fixture
+def rows(tmp_path):
+    """A store's values ``(9, 3, 5)`` (9 completed rows; a 10th written but unmarked) and the
+    same as a NumPy array."""
+    rng = np.random.RandomState(0)
+    data = rng.rand(12, 3, 5).astype(np.float32)
+    store = ResultStore.create(tmp_path / "r.zarr", attrs={"run": RUN})
+    for start, n in ((0, 4), (4, 4), (8, 4)):
+        part = data[start:start + n]
+        store.write(start, BatchResult(part, np.zeros(n, np.int64), part[:, 0, :2], [str(i) for i in range(n)]))
+    store.group["done"][2] = 1  # only row 8 of the last chunk counts as complete
+    res = open_results(tmp_path / "r.zarr")
+    assert len(res) == 9
+    return res.values, data[:9]
+
+
+MASK = np.array([True, False, True, True, False, False, False, True, False])
+KEYS = [
+    3, -1, -9, np.int64(2), np.array(4), slice(None), slice(2, 7), slice(1, None, 3), slice(None, None, -1),
+    slice(7, 1, -2), slice(-2, None, -4), slice(5, 5), slice(100, 200), slice(-100, 3),
+    Ellipsis, (Ellipsis, 0), (Ellipsis, 1, 2), (0, Ellipsis), (0, Ellipsis, 4), (slice(None), Ellipsis, -1),
+    (Ellipsis, slice(1, 3)), (1, 2, 3, Ellipsis), (), None, (None, 2), (None, Ellipsis, None), (3, None, 1),
+    (slice(None, None, -1), None, 0), True, False, (True, 1),
+    MASK, (MASK, 1), (Ellipsis, np.array([True, False, True, False, True])), MASK[:, None] & np.ones((9, 3), bool),
+    (np.ones((9, 3), bool) & (np.arange(3) == 1), 2), np.zeros(9, bool),
+    [0, 5], [5, 0, 5, -1], [[0, 1], [8, 8]], [], np.array([], np.int64),
+    ([0, 5], [1, 2]), ([0, 5], slice(None), [1, 4]), (slice(None), [2, 0]), (slice(2, 6), [0, 2], [1, 1]),
+    ([[1], [3]], [0, 2]), (2, [0, 1], Ellipsis), ([1, 2], Ellipsis, [0, 4]), (1, slice(None), [0, 3]),
+]
+
+
+@pytest.mark.parametrize("key", KEYS, ids=repr)
+def test_rows_index_exactly_as_numpy(rows, key):
+    lazy, full = rows
+    got, want = lazy[key], full[key]
+    assert np.shape(got) == want.shape and np.asarray(got).dtype == want.dtype
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("key", [9, -10, [0, 9], ([1], [3]), (0, 3), (0, 0, 5), (0, 0, 0, 0), (Ellipsis, Ellipsis),
+                                 np.ones(8, bool), 1.5, "a"], ids=repr)
+def test_rows_bad_index_is_an_index_error_as_in_numpy(rows, key):
+    lazy, full = rows
+    with pytest.raises(IndexError):
+        full[key]
+    with pytest.raises(IndexError):
+        lazy[key]
+
+
+def test_rows_read_only_the_rows_a_key_selects(rows, monkeypatch):
+    lazy, _ = rows
+    reads = []
+    real = type(lazy.zarr).__getitem__
+    monkeypatch.setattr(type(lazy.zarr), "__getitem__", lambda self, k: reads.append(k) or real(self, k))
+    lazy[7, 1]
+    lazy[6:1:-2]
+    assert reads == [slice(7, 8), slice(2, 7)]
