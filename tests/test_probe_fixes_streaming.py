@@ -7,8 +7,9 @@ import pytest
 torch = pytest.importorskip("torch")
 zarr = pytest.importorskip("zarr")
 
+import limelight  # noqa: E402
 from limelight import open_results  # noqa: E402
-from limelight.streaming.store import BatchResult, ResultStore  # noqa: E402
+from limelight.streaming.store import BatchResult, ResultStore, StoreError  # noqa: E402
 
 RUN = {"method": "gradcam", "params": {}, "batch_size": 4, "model": {"class": "M"}}
 
@@ -70,3 +71,57 @@ def test_rows_read_only_the_rows_a_key_selects(rows, monkeypatch):
     lazy[7, 1]
     lazy[6:1:-2]
     assert reads == [slice(7, 8), slice(2, 7)]
+
+
+# -- resume checks the model's weights ---------------------------------------------------------
+def net(seed, dtype=torch.float32):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten(), torch.nn.Linear(8, 5)).eval().to(dtype)
+
+
+def _interrupted_run(path, x):
+    def crash(batch, result):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        limelight.explain_dataset(net(0), x, "gradcam", out=path, batch_size=4, progress=False, on_batch=crash)
+    assert len(open_results(path)) == 4
+
+
+def test_resume_with_other_weights_of_the_same_architecture_is_refused(tmp_path):
+    x = torch.rand(8, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    path = tmp_path / "res.zarr"
+    _interrupted_run(path, x)
+    with pytest.raises(StoreError, match=r"cannot resume .*model.*weights"):
+        limelight.explain_dataset(net(1), x, "gradcam", out=path, batch_size=4, progress=False, resume=True)
+    assert len(open_results(path)) == 4  # untouched
+    run = limelight.explain_dataset(net(0), x, "gradcam", out=path, batch_size=4, progress=False, resume=True)
+    assert (run.resumed, run.images) == (4, 4)  # the same weights (another instance): resumed
+    want = limelight.explain(net(0), x, "gradcam").values
+    np.testing.assert_allclose(np.asarray(open_results(path).values), want, atol=1e-6, rtol=0)
+
+
+def test_weights_digest_reads_torch_state_and_keras_style_weights():
+    from limelight.streaming.run import _model_description
+
+    a, b = _model_description(net(0)), _model_description(net(0))
+    assert a == b and len(a["weights"]) == 40 and a["parameters"] == 3 * 8 * 9 + 8 + 8 * 5 + 5
+    assert _model_description(net(1))["weights"] != a["weights"]
+    half = _model_description(net(0, torch.bfloat16))  # bfloat16 weights (no NumPy dtype) are digested too
+    assert "weights" in half and half["weights"] != a["weights"]
+    bn = torch.nn.BatchNorm2d(3)
+    before = _model_description(bn)["weights"]
+    bn.running_mean += 1  # buffers are part of the model
+    assert _model_description(bn)["weights"] != before
+
+    class KerasLike:
+        def __init__(self, w):
+            self.w = w
+
+        def get_weights(self):
+            return [np.full((2, 3), self.w, np.float32), np.zeros(3, np.float32)]
+
+    assert _model_description(KerasLike(1.0))["weights"] == _model_description(KerasLike(1.0))["weights"]
+    assert _model_description(KerasLike(1.0))["weights"] != _model_description(KerasLike(2.0))["weights"]
+    assert "weights" not in _model_description(object())

@@ -120,6 +120,7 @@ def _describe(value: Any) -> Any:
 
 
 def _model_description(native: Any) -> dict[str, Any]:
+    """The model's class, parameter count and a digest of its weights (what resume compares)."""
     desc: dict[str, Any] = {"class": f"{type(native).__module__}.{type(native).__qualname__}"}
     try:
         if hasattr(native, "parameters"):
@@ -128,7 +129,34 @@ def _model_description(native: Any) -> dict[str, Any]:
             desc["parameters"] = int(native.count_params())
     except Exception:  # noqa: BLE001 - a description only
         pass
+    weights = _weights_digest(native)
+    if weights is not None:
+        desc["weights"] = weights
     return desc
+
+
+def _weights_digest(native: Any) -> str | None:
+    """SHA-1 of every weight's name, dtype, shape and bytes, one pass over them (duck-typed:
+    torch ``state_dict()``, buffers included; Keras ``get_weights()``); None for a model
+    that exposes neither."""
+    try:
+        if hasattr(native, "state_dict"):
+            weights = list(native.state_dict().items())
+        elif hasattr(native, "get_weights"):
+            weights = [(str(i), w) for i, w in enumerate(native.get_weights())]
+        else:
+            return None
+        digest = hashlib.sha1()
+        for name, weight in weights:
+            try:
+                arr = host_array(weight)
+            except TypeError:  # a dtype NumPy lacks (torch bfloat16): its exact float32 values
+                arr = host_array(weight.float())
+            digest.update(f"{name}|{getattr(weight, 'dtype', arr.dtype)}|{arr.shape}|".encode())
+            digest.update(np.ascontiguousarray(arr).tobytes())
+        return digest.hexdigest()
+    except Exception:  # noqa: BLE001 - a description only: no digest rather than no run
+        return None
 
 
 def _framework_versions(framework: str) -> dict[str, str]:
