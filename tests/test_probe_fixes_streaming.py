@@ -9,6 +9,8 @@ zarr = pytest.importorskip("zarr")
 
 import limelight  # noqa: E402
 from limelight import open_results  # noqa: E402
+from limelight.core.errors import LayerError  # noqa: E402
+from limelight.streaming.run import SourceError  # noqa: E402
 from limelight.streaming.store import BatchResult, ResultStore, StoreError  # noqa: E402
 
 RUN = {"method": "gradcam", "params": {}, "batch_size": 4, "model": {"class": "M"}}
@@ -125,3 +127,44 @@ def test_weights_digest_reads_torch_state_and_keras_style_weights():
     assert _model_description(KerasLike(1.0))["weights"] == _model_description(KerasLike(1.0))["weights"]
     assert _model_description(KerasLike(1.0))["weights"] != _model_description(KerasLike(2.0))["weights"]
     assert "weights" not in _model_description(object())
+
+
+# -- a run that fails in its setup leaves no store ---------------------------------------------
+def test_a_setup_error_leaves_no_store_and_the_corrected_rerun_works(tmp_path):
+    x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    path = tmp_path / "new" / "deeper" / "s.zarr"  # its parent folders are made by the run, and removed
+    with pytest.raises(LayerError, match="nope"):
+        limelight.explain_dataset(net(0), x, "gradcam", layer="nope", out=path, batch_size=4, progress=False)
+    assert not (tmp_path / "new").exists()
+    run = limelight.explain_dataset(net(0), x, "gradcam", layer="0", out=path, batch_size=4, progress=False)
+    assert run.images == 6 and len(open_results(path)) == 6
+
+
+def test_a_store_with_finished_batches_or_resumed_or_preexisting_is_kept(tmp_path):
+    x = torch.rand(8, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    kw = {"batch_size": 4, "progress": False}
+    path = tmp_path / "k.zarr"
+
+    def second(batch, result):
+        if batch.row_ids()[0] == "4":
+            raise RuntimeError("stop at the second batch")
+
+    with pytest.raises(RuntimeError, match="second batch"):
+        limelight.explain_dataset(net(0), x, "gradcam", out=path, on_batch=second, **kw)
+    assert len(open_results(path)) == 8  # both batches were written before on_batch stopped it: kept
+    empty = tmp_path / "e.zarr"
+    _interrupted_run(empty, x)  # 4 rows complete
+    zarr.open_group(str(empty), mode="r+")["done"][0] = 0  # as if killed before the first mark
+    def broken():
+        raise OSError("disk gone")
+        yield x
+
+    with pytest.raises(SourceError, match="disk gone"):  # resuming an existing store never removes it
+        limelight.explain_dataset(net(0), broken(), "gradcam", out=empty, resume=True, **kw)
+    assert (empty / "zarr.json").exists()
+    mine = tmp_path / "mine.zarr"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("user data")
+    with pytest.raises(StoreError, match="already exists"):
+        limelight.explain_dataset(net(0), x, "gradcam", layer="nope", out=mine, **kw)
+    assert (mine / "keep.txt").read_text() == "user data"

@@ -435,6 +435,7 @@ def explain_dataset(
     row = start
     new_failures: list[tuple[str, str]] = []
     writer = _Writer(store, out, on_batch)
+    ended = False
     try:
         while True:
             try:
@@ -458,6 +459,7 @@ def explain_dataset(
             result.images += len(batch)
             bar.update(len(batch), len(failures))
             del batch, done
+        ended = True
     finally:
         batches.close()
         try:
@@ -465,6 +467,8 @@ def explain_dataset(
         finally:
             bar.close()
             result.seconds = time.perf_counter() - began
+            if not ended and store is not None:
+                store.discard()  # a store this call made, failed before any batch: nothing left behind
     if store is not None:
         store.finish(seconds=round(result.seconds, 3), images_per_second=round(result.throughput, 2))
         result.failures = _failures(store.group, store.completed())

@@ -113,6 +113,7 @@ class ResultStore:
         self.path = path
         self.batch_size = int(group.attrs["run"]["batch_size"])
         self._handles: dict[str, Any] = {}  # opened arrays: opening one reads its metadata
+        self.made: list[pathlib.Path] = []  # the folders create() made (the store, then new parents)
 
     def _array(self, name: str) -> Any:
         """The array ``name`` of the group, opened once."""
@@ -156,12 +157,15 @@ class ResultStore:
             store = cls(group, target)
             store._versions(attrs)
             return store
+        made = [target, *(p for p in target.absolute().parents if not p.exists())]
         try:
             group = zarr.open_group(str(target), mode="w-", zarr_format=3)
         except (OSError, ValueError) as exc:
+            shutil.rmtree(target, ignore_errors=True)  # it did not exist: nothing half-made stays
             raise StoreError(f"cannot create a results store at {target}: {exc}") from None
         group.attrs.update(_jsonify({**dict(attrs), "format": FORMAT, "finished": False}))
         store = cls(group, target)
+        store.made = made
         store._versions(attrs)
         rows = max(capacity or 0, store.batch_size)
         chunks = -(-rows // store.batch_size)
@@ -169,6 +173,24 @@ class ResultStore:
         for name in ("ids", "failed", "errors"):
             store._create(name, (rows,))
         return store
+
+    def discard(self) -> bool:
+        """Remove the store when :meth:`create` made it (not a resumed one) and no chunk is
+        complete yet (a run that failed in its setup), with the parent folders it made; True
+        when removed. A store holding finished batches is kept (resume it)."""
+        try:
+            if not self.made or self.completed() > 0:
+                return False
+        except Exception:  # noqa: BLE001 - unreadable marks: keep it
+            return False
+        shutil.rmtree(self.made[0], ignore_errors=True)
+        for parent in self.made[1:]:
+            try:
+                parent.rmdir()  # only while empty
+            except OSError:
+                break
+        self.made = []
+        return True
 
     def _versions(self, attrs: Mapping[str, Any]) -> None:
         from .. import __version__
