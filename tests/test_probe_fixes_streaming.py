@@ -9,7 +9,7 @@ zarr = pytest.importorskip("zarr")
 
 import limelight  # noqa: E402
 from limelight import open_results  # noqa: E402
-from limelight.core.errors import LayerError  # noqa: E402
+from limelight.core.errors import LayerError, TargetError  # noqa: E402
 from limelight.streaming.run import SourceError  # noqa: E402
 from limelight.streaming.store import BatchResult, ResultStore, StoreError  # noqa: E402
 
@@ -168,3 +168,36 @@ def test_a_store_with_finished_batches_or_resumed_or_preexisting_is_kept(tmp_pat
     with pytest.raises(StoreError, match="already exists"):
         limelight.explain_dataset(net(0), x, "gradcam", layer="nope", out=mine, **kw)
     assert (mine / "keep.txt").read_text() == "user data"
+
+
+# -- per-row targets that do not fit the dataset -----------------------------------------------
+def test_too_few_or_too_many_targets_for_a_known_length_fail_before_any_work(tmp_path):
+    x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    seen = []
+    for source in (x, x.numpy(), torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=4)):
+        for targets in ([1, 2, 3], [0] * 7):
+            with pytest.raises(TargetError, match=f"gives {len(targets)} targets, but the dataset has 6 rows"):
+                limelight.explain_dataset(net(0), source, "gradcam", targets=targets, batch_size=2, progress=False,
+                                          out=tmp_path / "t.zarr", on_batch=lambda b, r: seen.append(b))
+    assert not seen and not (tmp_path / "t.zarr").exists()
+
+
+def test_a_dataloader_counts_the_rows_it_yields():
+    x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    data = torch.utils.data.TensorDataset(x)
+    dropped = torch.utils.data.DataLoader(data, batch_size=4, drop_last=True)  # yields rows 0..3
+    run = limelight.explain_dataset(net(0), dropped, "gradcam", targets=[0, 1, 2, 3], batch_size=4, progress=False)
+    assert run.images == 4
+    subset = torch.utils.data.DataLoader(data, batch_size=2, sampler=[5, 0, 3])
+    seen = []
+    limelight.explain_dataset(net(0), subset, "gradcam", targets=[4, 1, 2], batch_size=2, progress=False,
+                              on_batch=lambda b, r: seen.append(r.targets))
+    assert np.concatenate(seen).tolist() == [4, 1, 2]
+
+
+def test_short_targets_for_a_stream_of_unknown_length_name_the_row(tmp_path):
+    x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(6))
+    with pytest.raises(TargetError, match=r"gives 3 targets, but the dataset has more rows \(row 3 needs one\)"):
+        limelight.explain_dataset(net(0), (x[i:i + 2] for i in range(0, 6, 2)), "gradcam", targets=[1, 2, 3],
+                                  batch_size=2, progress=False, out=tmp_path / "u.zarr")
+    assert open_results(tmp_path / "u.zarr").targets[:].tolist() == [1, 2]  # the finished batch is kept

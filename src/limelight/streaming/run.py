@@ -270,6 +270,11 @@ class _Explain:
             targets, self.per_row_targets = dataset_target(targets, total)
         else:
             self.per_row_targets = targets is not None and not isinstance(targets, int) and np.ndim(targets) >= 1
+            if self.per_row_targets and total is not None and len(targets) != total:
+                raise TargetError(
+                    f"targets gives {len(targets)} targets, but the dataset has {total} rows: give one "
+                    "target per row of the dataset, an int for every row, or None (the predicted class)."
+                )
         self.targets = targets
         self.fail_fast = fail_fast
         self.ok = 0  # rows explained so far in this run
@@ -285,6 +290,12 @@ class _Explain:
                     f"{max(rows)}): give one target per row of the dataset, or a shared one."
                 )
             return self.targets[np.asarray(rows, np.intp)]
+        held = len(self.targets)
+        if rows and max(rows) >= held:
+            raise TargetError(
+                f"targets gives {held} targets, but the dataset has more rows (row {max(rows)} needs one): "
+                "give one target per row of the dataset, an int for every row, or None (the predicted class)."
+            )
         return np.asarray(self.targets)[rows]
 
     def __call__(self, batch: Batch, first_row: int) -> BatchResult:

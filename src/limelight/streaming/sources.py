@@ -300,11 +300,14 @@ def source_length(source: Any, recursive: bool = False) -> int | None:
         if _is_paths(source):
             return len(image_paths(source, recursive))
         if type(source).__module__.startswith("torch") and hasattr(source, "dataset"):
-            return len(source.dataset)
+            if getattr(source, "batch_size", None) is None:  # a batch sampler of its own, or unbatched
+                return len(source.dataset)
+            rows = len(source.sampler)  # a sampler may take a subset of the dataset
+            return rows - rows % source.batch_size if getattr(source, "drop_last", False) else rows
         if hasattr(source, "cardinality") and hasattr(source, "element_spec"):
             return None
-        if isinstance(source, np.ndarray) or _is_torch(source):
-            return None
+        if isinstance(source, np.ndarray) or _is_torch(source) and hasattr(source, "shape"):
+            return int(source.shape[0])  # one in-memory array: its rows
     except Exception:  # noqa: BLE001 - a length is only a hint
         return None
     return None
