@@ -201,3 +201,17 @@ def test_short_targets_for_a_stream_of_unknown_length_name_the_row(tmp_path):
         limelight.explain_dataset(net(0), (x[i:i + 2] for i in range(0, 6, 2)), "gradcam", targets=[1, 2, 3],
                                   batch_size=2, progress=False, out=tmp_path / "u.zarr")
     assert open_results(tmp_path / "u.zarr").targets[:].tolist() == [1, 2]  # the finished batch is kept
+
+
+@pytest.mark.parametrize(("kw", "match"), [({"batch_size": 0}, "batch_size must be a positive int, got 0"),
+                                           ({"batch_size": -2}, "got -2"), ({"batch_size": 2.5}, "got 2.5"),
+                                           ({"size": 0}, "size must be None"), ({"size": -5}, "got -5"),
+                                           ({"size": (8, 0)}, r"got \(8, 0\)")])
+def test_bad_batch_size_or_size_is_a_clear_error_before_any_work(tmp_path, kw, match):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((6, 6, 3), np.uint8)).save(tmp_path / "a.png")
+    with pytest.raises(limelight.LimelightError, match=match):
+        limelight.explain_dataset(net(0), [str(tmp_path / "a.png")], "gradcam", out=tmp_path / "b.zarr",
+                                  progress=False, **kw)
+    assert not (tmp_path / "b.zarr").exists()

@@ -11,7 +11,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 from .core.errors import InputError, LimelightError, TargetError, close_matches
@@ -364,12 +364,41 @@ def _benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one ``limelight: error:`` line (exit 2), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"limelight: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    """An argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     # --debug works before and after the subcommand: the subcommands' copy leaves the
     # attribute alone unless given (SUPPRESS), so the top-level default stays.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
-    parser = argparse.ArgumentParser(prog="limelight", description="Explain image classifiers.")
+    parser = _Parser(prog="limelight", description="Explain image classifiers.")
     parser.add_argument("--version", action="version", version=f"limelight {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -384,26 +413,26 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--target", default=None, help="class index or class name to explain (default: the predicted class)")
     ex.add_argument("--layer", default=None, help="layer for CAM methods (default: the last spatial layer)")
     ex.add_argument("--background", default=None, metavar="DIR|N", help=f"SHAP background: a folder or glob of images, or N blurred copies of the inputs (default {BACKGROUND_ROWS})")
-    ex.add_argument("--size", type=int, default=None, help="resize inputs to SIZE x SIZE (default: the model's input size, else 224)")
+    ex.add_argument("--size", type=_positive_int, default=None, help="resize inputs to SIZE x SIZE (default: the model's input size, else 224)")
     ex.add_argument("--out", default="limelight-out", help="output folder (PNGs, values, summary), or a path ending in .zarr: "
                     "stream the images a batch at a time into a Zarr results store (limelight.open_results reads it)")
-    ex.add_argument("--batch-size", type=int, default=32, help=".zarr: images per batch and per store chunk (default 32)")
+    ex.add_argument("--batch-size", type=_positive_int, default=32, help=".zarr: images per batch and per store chunk (default 32)")
     ex.add_argument("--resume", action="store_true", help=".zarr: continue the run already in --out from its last complete batch")
     ex.add_argument("--fail-fast", action="store_true", help=".zarr: stop at the first image that fails (default: record it and go on)")
     ex.add_argument("--quiet", "-q", action="store_true", help=".zarr: no progress bar (the summary is still printed)")
     ex.add_argument("--ray", default=None, metavar="ADDRESS|auto|local", help="run on a Ray cluster (auto: the running one; local: start one) into --out X.zarr")
-    ex.add_argument("--num-workers", type=int, default=2, help="--ray: workers, each holding a model (default 2)")
-    ex.add_argument("--num-gpus-per-worker", type=float, default=0, help="--ray: GPUs per worker (default 0)")
+    ex.add_argument("--num-workers", type=_positive_int, default=2, help="--ray: workers, each holding a model (default 2)")
+    ex.add_argument("--num-gpus-per-worker", type=_non_negative_float, default=0, help="--ray: GPUs per worker (default 0)")
     ex.set_defaults(run=_explain)
     bench = sub.add_parser("benchmark", parents=[common], help="every explainer x every metric on the shapes dataset, both frameworks")
-    bench.add_argument("--images", type=int, default=48, help="images per draw and framework (default 48)")
-    bench.add_argument("--seeds", type=int, default=3, help="dataset draws pooled, each with its own redraw seed (default 3)")
+    bench.add_argument("--images", type=_positive_int, default=48, help="images per draw and framework (default 48)")
+    bench.add_argument("--seeds", type=_positive_int, default=3, help="dataset draws pooled, each with its own redraw seed (default 3)")
     bench.add_argument("--out", default=None, help="also write the Markdown report here")
     bench.set_defaults(run=_benchmark)
     demo = sub.add_parser("demo", parents=[common], help="explain the embedded demo model in PyTorch and Keras; write report.html")
     demo.add_argument("--out", default="limelight-demo", help="output folder (default: limelight-demo)")
-    demo.add_argument("--benchmark-images", type=int, default=16, help="images per draw in the comparative analysis (default 16)")
-    demo.add_argument("--benchmark-seeds", type=int, default=1, help="dataset draws in the comparative analysis (default 1)")
+    demo.add_argument("--benchmark-images", type=_positive_int, default=16, help="images per draw in the comparative analysis (default 16)")
+    demo.add_argument("--benchmark-seeds", type=_positive_int, default=1, help="dataset draws in the comparative analysis (default 1)")
     demo.set_defaults(run=_demo)
     return parser
 

@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 
 from ..core.arrays import host_array
-from ..core.errors import InputError, LimelightError, TargetError
+from ..core.errors import InputError, LimelightError, ParameterError, TargetError
+from ..core.model import check_batch_size
 from ..core.targets import Class, Target, _host, resolve_target
 from .progress import Progress
-from .sources import Batch, Preprocess, Size, _is_paths, iter_batches, source_length
+from .sources import Batch, Preprocess, Size, _is_paths, check_size, iter_batches, source_length
 from .store import BatchResult, Results, ResultStore, _failures, open_results
 
 __all__ = ["Run", "SampleError", "SourceError", "explain_dataset"]
@@ -426,6 +427,11 @@ def explain_dataset(
     from ..core.api import wrap
 
     began = time.perf_counter()
+    checked = check_batch_size(batch_size)
+    if checked is None:
+        raise ParameterError("batch_size must be a positive int, got None.")
+    batch_size = checked
+    check_size(size)
     wrapped = wrap(model)
     total = source_length(source, recursive)
     explain = _Explain(wrapped, method, targets, dict(params), fail_fast, total)

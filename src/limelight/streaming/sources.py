@@ -226,10 +226,22 @@ def resolve_preprocess(preprocess: Preprocess | str | None) -> Preprocess | None
     return preprocess
 
 
+def check_size(size: Size) -> None:
+    """``size`` is None, ``"native"``, a positive int or ``(H, W)`` of positive ints, else an
+    :class:`InputError`."""
+    if size is None or size == NATIVE:
+        return
+    sides = (size, size) if not isinstance(size, tuple | list) else size
+    if len(sides) != 2 or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= 1
+                                  for v in sides):
+        raise InputError(f'size must be None, "{NATIVE}", a positive int or (H, W) of positive ints, got {size!r}')
+
+
 def _file_batches(paths: list[str], batch_size: int, preprocess: Preprocess | str | None,
                   start: int, size: Size) -> Iterator[Batch]:
     from .. import io
 
+    check_size(size)
     # "native": each image at its own size through ``preprocess``, which sets the size
     # (torchvision's transform resizes and crops); else resized to ``size`` (default 224)
     per_image = size == NATIVE or (size is None and preprocess == "torchvision")
