@@ -48,3 +48,32 @@ def test_a_setup_error_leaves_no_store_and_the_corrected_rerun_works(tiny, image
     code, stdout, errors = main(capsys, "explain", image, "--model", tiny, "--size", 16, "--layer", "features.0",
                                 "--out", out, "-q")
     assert code == 0 and not errors and "1 images (1 explained, 0 failed)" in stdout
+
+
+def test_layer_goes_only_to_the_methods_that_take_one(tiny, image, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "o"
+    code, _, errors = main(capsys, "explain", image, "--model", tiny, "--size", 16, "--out", out,
+                           "--method", "gradcam,shap,rise", "--layer", "features.0")
+    assert code == 0 and not errors
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["layers"] == {"gradcam": "features.0", "shap": None, "rise": None}
+
+
+@pytest.mark.parametrize(("extra", "option"), [(["--method", "shap,rise", "--layer", "1"], "--layer"),
+                                               (["--method", "gradcam", "--background", "4"], "--background"),
+                                               (["--method", "rise", "--layer", "1", "--out", "x.zarr"], "--layer")])
+def test_a_per_method_option_no_chosen_method_takes_is_an_error(tiny, image, tmp_path, capsys, monkeypatch, extra, option):
+    monkeypatch.chdir(tmp_path)
+    code, _, errors = main(capsys, "explain", image, "--model", tiny, "--size", 16, "--out", "o", *extra)
+    param = option.lstrip("-")
+    assert code == 2 and len(errors) == 1 and errors[0].startswith(f"limelight: error: {option}: none of the methods")
+    assert f"takes a {param}; it is for " in errors[0] and ("gradcam" if param == "layer" else "shap") in errors[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+def test_an_unknown_method_fails_before_any_work(tiny, tmp_path, capsys):
+    code, _, errors = main(capsys, "explain", tmp_path / "missing.png", "--model", tiny, "--method", "gradcam,gradkam",
+                           "--out", tmp_path / "o")
+    assert code == 2 and "gradkam" in errors[0] and "missing.png" not in errors[0]

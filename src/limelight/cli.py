@@ -66,6 +66,8 @@ def _explain(args: argparse.Namespace) -> int:
     plt = require("matplotlib.pyplot", "viz", "matplotlib")
     out = pathlib.Path(args.out)
     _check_writable(out)
+    methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    _check_per_method(args, [_method(m)[0] for m in methods])  # unknown methods too, before any work
     paths = _expand(args.images, args.recursive)
     from . import io
 
@@ -74,7 +76,6 @@ def _explain(args: argparse.Namespace) -> int:
     fed = _feed(loaded, images, args.size)
     names = loaded.class_names
     targets = _target(args.target, names)
-    methods = [m.strip() for m in args.method.split(",") if m.strip()]
     background = None
     results, timings = {}, {}
     for method in tqdm(methods, desc="explaining", unit="method", disable=None, leave=False):
@@ -84,7 +85,9 @@ def _explain(args: argparse.Namespace) -> int:
                 background = _feed(loaded, _background(args.background, images, args.recursive), args.size)
             params["background"] = background
         start = time.perf_counter()
-        results[method] = explain(loaded.model, fed, name, targets=targets, layer=args.layer, **params)
+        if args.layer is not None and _takes(name, "layer"):
+            params["layer"] = args.layer
+        results[method] = explain(loaded.model, fed, name, targets=targets, **params)
         timings[method] = round(time.perf_counter() - start, 3)
 
     stems = _unique_stems(paths)
@@ -168,13 +171,13 @@ def _explain_stream(args: argparse.Namespace) -> int:
     if len(methods) != 1:
         raise InputError(f"a .zarr results store holds one method; got {len(methods)} ({args.method}): run once per method")
     name, params = _method(methods[0])
-    registry.explainer(name)  # an unknown method fails before any work
+    _check_per_method(args, [name])  # an unknown method fails before any work
     paths = image_paths(args.images, args.recursive)
     loaded = load_model(args.model, args.weights)
     size: Any = args.size or loaded.input_size
     if loaded.preprocess is not None and size is None:
         size = NATIVE  # the preprocessing sizes each image itself (torchvision)
-    if args.layer is not None:
+    if args.layer is not None:  # the method takes one (_check_per_method)
         params["layer"] = args.layer
     if _needs_background(name):
         rows = int(args.background) if args.background and args.background.isdigit() else BACKGROUND_ROWS
@@ -314,8 +317,32 @@ def _target(given: str | None, names: Sequence[str] | None) -> int | None:
     raise TargetError(f"--target {given!r} is not one of the model's class names." + close_matches(given, names))
 
 
+def _takes(method: str, param: str) -> bool:
+    """Whether the explainer ``method`` has the parameter ``param``."""
+    return param in registry.explainer(method).defaults
+
+
 def _needs_background(method: str) -> bool:
-    return "background" in registry.explainer(method).defaults
+    return _takes(method, "background")
+
+
+#: Options that go only to the methods with the parameter: (option, attribute, parameter).
+PER_METHOD = (("--layer", "layer", "layer"), ("--background", "background", "background"))
+
+
+def _check_per_method(args: argparse.Namespace, methods: Sequence[str]) -> None:
+    """Each per-method option given must suit at least one of ``methods`` (each goes only to
+    the methods that take it); an unknown method is an error here, before any work."""
+    for method in methods:
+        registry.explainer(method)
+    for option, attribute, param in PER_METHOD:
+        if getattr(args, attribute) is None or any(_takes(m, param) for m in methods):
+            continue
+        takers = [n for n, cls in registry.explainers().items() if param in cls.defaults]
+        raise InputError(
+            f"{option}: none of the methods {', '.join(methods)} takes a {param}; it is for "
+            f"{', '.join(takers)}. Leave {option} out, or add such a method."
+        )
 
 
 def _background(given: str | None, images: Sequence[Any], recursive: bool) -> list[Any]:
