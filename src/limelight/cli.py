@@ -11,7 +11,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 from .core.errors import InputError, LimelightError, TargetError, close_matches
@@ -66,6 +66,8 @@ def _explain(args: argparse.Namespace) -> int:
     plt = require("matplotlib.pyplot", "viz", "matplotlib")
     out = pathlib.Path(args.out)
     _check_writable(out)
+    methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    _check_per_method(args, [_method(m)[0] for m in methods])  # unknown methods too, before any work
     paths = _expand(args.images, args.recursive)
     from . import io
 
@@ -74,7 +76,6 @@ def _explain(args: argparse.Namespace) -> int:
     fed = _feed(loaded, images, args.size)
     names = loaded.class_names
     targets = _target(args.target, names)
-    methods = [m.strip() for m in args.method.split(",") if m.strip()]
     background = None
     results, timings = {}, {}
     for method in tqdm(methods, desc="explaining", unit="method", disable=None, leave=False):
@@ -84,7 +85,9 @@ def _explain(args: argparse.Namespace) -> int:
                 background = _feed(loaded, _background(args.background, images, args.recursive), args.size)
             params["background"] = background
         start = time.perf_counter()
-        results[method] = explain(loaded.model, fed, name, targets=targets, layer=args.layer, **params)
+        if args.layer is not None and _takes(name, "layer"):
+            params["layer"] = args.layer
+        results[method] = explain(loaded.model, fed, name, targets=targets, **params)
         timings[method] = round(time.perf_counter() - start, 3)
 
     stems = _unique_stems(paths)
@@ -168,13 +171,13 @@ def _explain_stream(args: argparse.Namespace) -> int:
     if len(methods) != 1:
         raise InputError(f"a .zarr results store holds one method; got {len(methods)} ({args.method}): run once per method")
     name, params = _method(methods[0])
-    registry.explainer(name)  # an unknown method fails before any work
+    _check_per_method(args, [name])  # an unknown method fails before any work
     paths = image_paths(args.images, args.recursive)
     loaded = load_model(args.model, args.weights)
     size: Any = args.size or loaded.input_size
     if loaded.preprocess is not None and size is None:
         size = NATIVE  # the preprocessing sizes each image itself (torchvision)
-    if args.layer is not None:
+    if args.layer is not None:  # the method takes one (_check_per_method)
         params["layer"] = args.layer
     if _needs_background(name):
         rows = int(args.background) if args.background and args.background.isdigit() else BACKGROUND_ROWS
@@ -314,8 +317,32 @@ def _target(given: str | None, names: Sequence[str] | None) -> int | None:
     raise TargetError(f"--target {given!r} is not one of the model's class names." + close_matches(given, names))
 
 
+def _takes(method: str, param: str) -> bool:
+    """Whether the explainer ``method`` has the parameter ``param``."""
+    return param in registry.explainer(method).defaults
+
+
 def _needs_background(method: str) -> bool:
-    return "background" in registry.explainer(method).defaults
+    return _takes(method, "background")
+
+
+#: Options that go only to the methods with the parameter: (option, attribute, parameter).
+PER_METHOD = (("--layer", "layer", "layer"), ("--background", "background", "background"))
+
+
+def _check_per_method(args: argparse.Namespace, methods: Sequence[str]) -> None:
+    """Each per-method option given must suit at least one of ``methods`` (each goes only to
+    the methods that take it); an unknown method is an error here, before any work."""
+    for method in methods:
+        registry.explainer(method)
+    for option, attribute, param in PER_METHOD:
+        if getattr(args, attribute) is None or any(_takes(m, param) for m in methods):
+            continue
+        takers = [n for n, cls in registry.explainers().items() if param in cls.defaults]
+        raise InputError(
+            f"{option}: none of the methods {', '.join(methods)} takes a {param}; it is for "
+            f"{', '.join(takers)}. Leave {option} out, or add such a method."
+        )
 
 
 def _background(given: str | None, images: Sequence[Any], recursive: bool) -> list[Any]:
@@ -364,12 +391,41 @@ def _benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one ``limelight: error:`` line (exit 2), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"limelight: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    """An argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     # --debug works before and after the subcommand: the subcommands' copy leaves the
     # attribute alone unless given (SUPPRESS), so the top-level default stays.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
-    parser = argparse.ArgumentParser(prog="limelight", description="Explain image classifiers.")
+    parser = _Parser(prog="limelight", description="Explain image classifiers.")
     parser.add_argument("--version", action="version", version=f"limelight {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -384,26 +440,26 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--target", default=None, help="class index or class name to explain (default: the predicted class)")
     ex.add_argument("--layer", default=None, help="layer for CAM methods (default: the last spatial layer)")
     ex.add_argument("--background", default=None, metavar="DIR|N", help=f"SHAP background: a folder or glob of images, or N blurred copies of the inputs (default {BACKGROUND_ROWS})")
-    ex.add_argument("--size", type=int, default=None, help="resize inputs to SIZE x SIZE (default: the model's input size, else 224)")
+    ex.add_argument("--size", type=_positive_int, default=None, help="resize inputs to SIZE x SIZE (default: the model's input size, else 224)")
     ex.add_argument("--out", default="limelight-out", help="output folder (PNGs, values, summary), or a path ending in .zarr: "
                     "stream the images a batch at a time into a Zarr results store (limelight.open_results reads it)")
-    ex.add_argument("--batch-size", type=int, default=32, help=".zarr: images per batch and per store chunk (default 32)")
+    ex.add_argument("--batch-size", type=_positive_int, default=32, help=".zarr: images per batch and per store chunk (default 32)")
     ex.add_argument("--resume", action="store_true", help=".zarr: continue the run already in --out from its last complete batch")
     ex.add_argument("--fail-fast", action="store_true", help=".zarr: stop at the first image that fails (default: record it and go on)")
     ex.add_argument("--quiet", "-q", action="store_true", help=".zarr: no progress bar (the summary is still printed)")
     ex.add_argument("--ray", default=None, metavar="ADDRESS|auto|local", help="run on a Ray cluster (auto: the running one; local: start one) into --out X.zarr")
-    ex.add_argument("--num-workers", type=int, default=2, help="--ray: workers, each holding a model (default 2)")
-    ex.add_argument("--num-gpus-per-worker", type=float, default=0, help="--ray: GPUs per worker (default 0)")
+    ex.add_argument("--num-workers", type=_positive_int, default=2, help="--ray: workers, each holding a model (default 2)")
+    ex.add_argument("--num-gpus-per-worker", type=_non_negative_float, default=0, help="--ray: GPUs per worker (default 0)")
     ex.set_defaults(run=_explain)
     bench = sub.add_parser("benchmark", parents=[common], help="every explainer x every metric on the shapes dataset, both frameworks")
-    bench.add_argument("--images", type=int, default=48, help="images per draw and framework (default 48)")
-    bench.add_argument("--seeds", type=int, default=3, help="dataset draws pooled, each with its own redraw seed (default 3)")
+    bench.add_argument("--images", type=_positive_int, default=48, help="images per draw and framework (default 48)")
+    bench.add_argument("--seeds", type=_positive_int, default=3, help="dataset draws pooled, each with its own redraw seed (default 3)")
     bench.add_argument("--out", default=None, help="also write the Markdown report here")
     bench.set_defaults(run=_benchmark)
     demo = sub.add_parser("demo", parents=[common], help="explain the embedded demo model in PyTorch and Keras; write report.html")
     demo.add_argument("--out", default="limelight-demo", help="output folder (default: limelight-demo)")
-    demo.add_argument("--benchmark-images", type=int, default=16, help="images per draw in the comparative analysis (default 16)")
-    demo.add_argument("--benchmark-seeds", type=int, default=1, help="dataset draws in the comparative analysis (default 1)")
+    demo.add_argument("--benchmark-images", type=_positive_int, default=16, help="images per draw in the comparative analysis (default 16)")
+    demo.add_argument("--benchmark-seeds", type=_positive_int, default=1, help="dataset draws in the comparative analysis (default 1)")
     demo.set_defaults(run=_demo)
     return parser
 

@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 
 from ..core.arrays import host_array
-from ..core.errors import InputError, LimelightError, TargetError
+from ..core.errors import InputError, LimelightError, ParameterError, TargetError
+from ..core.model import check_batch_size
 from ..core.targets import Class, Target, _host, resolve_target
 from .progress import Progress
-from .sources import Batch, Preprocess, Size, _is_paths, iter_batches, source_length
+from .sources import Batch, Preprocess, Size, _is_paths, check_size, iter_batches, source_length
 from .store import BatchResult, Results, ResultStore, _failures, open_results
 
 __all__ = ["Run", "SampleError", "SourceError", "explain_dataset"]
@@ -120,6 +121,7 @@ def _describe(value: Any) -> Any:
 
 
 def _model_description(native: Any) -> dict[str, Any]:
+    """The model's class, parameter count and a digest of its weights (what resume compares)."""
     desc: dict[str, Any] = {"class": f"{type(native).__module__}.{type(native).__qualname__}"}
     try:
         if hasattr(native, "parameters"):
@@ -128,7 +130,34 @@ def _model_description(native: Any) -> dict[str, Any]:
             desc["parameters"] = int(native.count_params())
     except Exception:  # noqa: BLE001 - a description only
         pass
+    weights = _weights_digest(native)
+    if weights is not None:
+        desc["weights"] = weights
     return desc
+
+
+def _weights_digest(native: Any) -> str | None:
+    """SHA-1 of every weight's name, dtype, shape and bytes, one pass over them (duck-typed:
+    torch ``state_dict()``, buffers included; Keras ``get_weights()``); None for a model
+    that exposes neither."""
+    try:
+        if hasattr(native, "state_dict"):
+            weights = list(native.state_dict().items())
+        elif hasattr(native, "get_weights"):
+            weights = [(str(i), w) for i, w in enumerate(native.get_weights())]
+        else:
+            return None
+        digest = hashlib.sha1()
+        for name, weight in weights:
+            try:
+                arr = host_array(weight)
+            except TypeError:  # a dtype NumPy lacks (torch bfloat16): its exact float32 values
+                arr = host_array(weight.float())
+            digest.update(f"{name}|{getattr(weight, 'dtype', arr.dtype)}|{arr.shape}|".encode())
+            digest.update(np.ascontiguousarray(arr).tobytes())
+        return digest.hexdigest()
+    except Exception:  # noqa: BLE001 - a description only: no digest rather than no run
+        return None
 
 
 def _framework_versions(framework: str) -> dict[str, str]:
@@ -242,6 +271,11 @@ class _Explain:
             targets, self.per_row_targets = dataset_target(targets, total)
         else:
             self.per_row_targets = targets is not None and not isinstance(targets, int) and np.ndim(targets) >= 1
+            if self.per_row_targets and total is not None and len(targets) != total:
+                raise TargetError(
+                    f"targets gives {len(targets)} targets, but the dataset has {total} rows: give one "
+                    "target per row of the dataset, an int for every row, or None (the predicted class)."
+                )
         self.targets = targets
         self.fail_fast = fail_fast
         self.ok = 0  # rows explained so far in this run
@@ -257,6 +291,12 @@ class _Explain:
                     f"{max(rows)}): give one target per row of the dataset, or a shared one."
                 )
             return self.targets[np.asarray(rows, np.intp)]
+        held = len(self.targets)
+        if rows and max(rows) >= held:
+            raise TargetError(
+                f"targets gives {held} targets, but the dataset has more rows (row {max(rows)} needs one): "
+                "give one target per row of the dataset, an int for every row, or None (the predicted class)."
+            )
         return np.asarray(self.targets)[rows]
 
     def __call__(self, batch: Batch, first_row: int) -> BatchResult:
@@ -387,6 +427,11 @@ def explain_dataset(
     from ..core.api import wrap
 
     began = time.perf_counter()
+    checked = check_batch_size(batch_size)
+    if checked is None:
+        raise ParameterError("batch_size must be a positive int, got None.")
+    batch_size = checked
+    check_size(size)
     wrapped = wrap(model)
     total = source_length(source, recursive)
     explain = _Explain(wrapped, method, targets, dict(params), fail_fast, total)
@@ -407,6 +452,7 @@ def explain_dataset(
     row = start
     new_failures: list[tuple[str, str]] = []
     writer = _Writer(store, out, on_batch)
+    ended = False
     try:
         while True:
             try:
@@ -430,6 +476,7 @@ def explain_dataset(
             result.images += len(batch)
             bar.update(len(batch), len(failures))
             del batch, done
+        ended = True
     finally:
         batches.close()
         try:
@@ -437,6 +484,8 @@ def explain_dataset(
         finally:
             bar.close()
             result.seconds = time.perf_counter() - began
+            if not ended and store is not None:
+                store.discard()  # a store this call made, failed before any batch: nothing left behind
     if store is not None:
         store.finish(seconds=round(result.seconds, 3), images_per_second=round(result.throughput, 2))
         result.failures = _failures(store.group, store.completed())

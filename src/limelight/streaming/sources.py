@@ -226,10 +226,22 @@ def resolve_preprocess(preprocess: Preprocess | str | None) -> Preprocess | None
     return preprocess
 
 
+def check_size(size: Size) -> None:
+    """``size`` is None, ``"native"``, a positive int or ``(H, W)`` of positive ints, else an
+    :class:`InputError`."""
+    if size is None or size == NATIVE:
+        return
+    sides = (size, size) if not isinstance(size, tuple | list) else size
+    if len(sides) != 2 or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= 1
+                                  for v in sides):
+        raise InputError(f'size must be None, "{NATIVE}", a positive int or (H, W) of positive ints, got {size!r}')
+
+
 def _file_batches(paths: list[str], batch_size: int, preprocess: Preprocess | str | None,
                   start: int, size: Size) -> Iterator[Batch]:
     from .. import io
 
+    check_size(size)
     # "native": each image at its own size through ``preprocess``, which sets the size
     # (torchvision's transform resizes and crops); else resized to ``size`` (default 224)
     per_image = size == NATIVE or (size is None and preprocess == "torchvision")
@@ -300,11 +312,14 @@ def source_length(source: Any, recursive: bool = False) -> int | None:
         if _is_paths(source):
             return len(image_paths(source, recursive))
         if type(source).__module__.startswith("torch") and hasattr(source, "dataset"):
-            return len(source.dataset)
+            if getattr(source, "batch_size", None) is None:  # a batch sampler of its own, or unbatched
+                return len(source.dataset)
+            rows = len(source.sampler)  # a sampler may take a subset of the dataset
+            return rows - rows % source.batch_size if getattr(source, "drop_last", False) else rows
         if hasattr(source, "cardinality") and hasattr(source, "element_spec"):
             return None
-        if isinstance(source, np.ndarray) or _is_torch(source):
-            return None
+        if isinstance(source, np.ndarray) or _is_torch(source) and hasattr(source, "shape"):
+            return int(source.shape[0])  # one in-memory array: its rows
     except Exception:  # noqa: BLE001 - a length is only a hint
         return None
     return None

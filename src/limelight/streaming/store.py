@@ -113,6 +113,7 @@ class ResultStore:
         self.path = path
         self.batch_size = int(group.attrs["run"]["batch_size"])
         self._handles: dict[str, Any] = {}  # opened arrays: opening one reads its metadata
+        self.made: list[pathlib.Path] = []  # the folders create() made (the store, then new parents)
 
     def _array(self, name: str) -> Any:
         """The array ``name`` of the group, opened once."""
@@ -156,12 +157,15 @@ class ResultStore:
             store = cls(group, target)
             store._versions(attrs)
             return store
+        made = [target, *(p for p in target.absolute().parents if not p.exists())]
         try:
             group = zarr.open_group(str(target), mode="w-", zarr_format=3)
         except (OSError, ValueError) as exc:
+            shutil.rmtree(target, ignore_errors=True)  # it did not exist: nothing half-made stays
             raise StoreError(f"cannot create a results store at {target}: {exc}") from None
         group.attrs.update(_jsonify({**dict(attrs), "format": FORMAT, "finished": False}))
         store = cls(group, target)
+        store.made = made
         store._versions(attrs)
         rows = max(capacity or 0, store.batch_size)
         chunks = -(-rows // store.batch_size)
@@ -169,6 +173,24 @@ class ResultStore:
         for name in ("ids", "failed", "errors"):
             store._create(name, (rows,))
         return store
+
+    def discard(self) -> bool:
+        """Remove the store when :meth:`create` made it (not a resumed one) and no chunk is
+        complete yet (a run that failed in its setup), with the parent folders it made; True
+        when removed. A store holding finished batches is kept (resume it)."""
+        try:
+            if not self.made or self.completed() > 0:
+                return False
+        except Exception:  # noqa: BLE001 - unreadable marks: keep it
+            return False
+        shutil.rmtree(self.made[0], ignore_errors=True)
+        for parent in self.made[1:]:
+            try:
+                parent.rmdir()  # only while empty
+            except OSError:
+                break
+        self.made = []
+        return True
 
     def _versions(self, attrs: Mapping[str, Any]) -> None:
         from .. import __version__
@@ -313,33 +335,68 @@ class Rows:
     def __repr__(self) -> str:
         return f"<Rows {self.shape} {self.dtype} of {self.zarr.path!r}>"
 
-    def _row_key(self, key: Any) -> Any:
+    def _read(self, key: Any) -> tuple[np.ndarray, Any]:
+        """The rows ``key`` (the entry of an index on the row axis) selects, read from Zarr
+        (only the chunks they lie in), and what indexes those rows as ``key`` indexed all."""
+        n = self._n
         if isinstance(key, slice):
-            return slice(*key.indices(self._n))
-        if isinstance(key, int | np.integer):
-            i = int(key)
-            if not -self._n <= i < self._n:
-                raise IndexError(f"row {i} out of range for {self._n} rows")
-            return i % self._n
-        if key is Ellipsis:
-            return slice(0, self._n)
+            rows = range(*key.indices(n))
+            if not rows:
+                return np.asarray(self.zarr[0:0]), slice(None)
+            if rows.step > 0:
+                return np.asarray(self.zarr[rows.start:rows.stop:rows.step]), slice(None)
+            low = rows[-1]  # a negative step: read ascending, reverse here
+            stop = rows.stop - low
+            return np.asarray(self.zarr[low:rows.start + 1]), slice(rows.start - low, stop if stop >= 0 else None,
+                                                                     rows.step)
         arr = np.asarray(key)
-        if arr.dtype == bool:
-            if arr.shape != (self._n,):
-                raise IndexError(f"a boolean row mask needs {self._n} entries, got {arr.shape}")
-            return np.flatnonzero(arr)
-        if arr.size and (arr.min() < -self._n or arr.max() >= self._n):
-            raise IndexError(f"row index out of range for {self._n} rows")
-        return arr % self._n if arr.size else arr.astype(int)
+        if arr.dtype == bool:  # spans arr.ndim axes from the row axis
+            if arr.shape[0] != n:
+                raise IndexError(f"boolean index did not match the rows: {n} rows, but the mask has {arr.shape[0]}")
+            picked = np.flatnonzero(arr.reshape(n, int(np.prod(arr.shape[1:]))).any(axis=1))
+            return self._take(picked), arr[picked]
+        if arr.size == 0 and arr.dtype.kind == "f":  # [] reads as float: an empty integer index
+            arr = arr.astype(np.intp)
+        if arr.dtype.kind not in "iu":
+            raise IndexError(
+                "only integers, slices (`:`), ellipsis (`...`), numpy.newaxis (`None`) and integer or boolean "
+                f"arrays are valid indices, got {type(key).__name__}"
+            )
+        if arr.size and (arr.min() < -n or arr.max() >= n):
+            bad = int(arr.min()) if arr.min() < -n else int(arr.max())
+            raise IndexError(f"index {bad} is out of bounds for axis 0 with size {n}")
+        if arr.ndim == 0:  # an integer: one row
+            i = int(arr) % n
+            return np.asarray(self.zarr[i:i + 1]), 0
+        picked, where = np.unique(arr % n, return_inverse=True)
+        return self._take(picked), where.reshape(arr.shape)
+
+    def _take(self, rows: np.ndarray) -> np.ndarray:
+        """Rows ``rows`` (ascending, unique) of the array."""
+        return np.asarray(self.zarr.oindex[rows] if rows.size else self.zarr[0:0])
 
     def __getitem__(self, key: Any) -> Any:
-        rest: tuple[Any, ...] = ()
-        if isinstance(key, tuple):
-            key, rest = (key[0], key[1:]) if key else (Ellipsis, ())
-        rows = self._row_key(key)
-        if isinstance(rows, np.ndarray):
-            return np.asarray(self.zarr.oindex[(rows, *rest)] if rest else self.zarr.oindex[rows])
-        return self.zarr[(rows, *rest)]
+        """``np.asarray(self)[key]`` for any NumPy index, reading only the rows it selects."""
+        entries = list(key) if isinstance(key, tuple) else [key]
+
+        def spans(entry: Any) -> int:  # the axes an entry consumes (Ellipsis: counted apart)
+            if entry is None or isinstance(entry, bool | np.bool_):
+                return 0
+            if isinstance(entry, np.ndarray | list) and np.asarray(entry).dtype == bool:
+                return np.asarray(entry).ndim
+            return 1
+
+        if sum(e is Ellipsis for e in entries) > 1:
+            raise IndexError("an index can only have a single ellipsis ('...')")
+        for at, entry in enumerate(entries):
+            if entry is Ellipsis:
+                if self.ndim - sum(spans(e) for e in entries if e is not Ellipsis) > 0:
+                    break  # the ellipsis covers the row axis: every row
+                continue
+            if spans(entry):
+                data, entries[at] = self._read(entry)
+                return data[tuple(entries)]
+        return np.asarray(self)[tuple(entries)]
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         data = np.asarray(self.zarr[: self._n])
