@@ -333,11 +333,13 @@ def explain_on_ray(model_factory: Any, paths: Any, method: str = "gradcam", *, o
     bar = Progress(len(files), enabled=progress, initial=start)
     new_failures = 0
     ctx = ray.data.DataContext.get_current()
-    saved = ctx.execution_options.preserve_order, ctx.enable_progress_bars
+    saved = ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.raise_original_map_exception
+    ended = False
     try:
         if batches:
             ctx.execution_options.preserve_order = True  # batches come back in the order of the files
             ctx.enable_progress_bars = False  # limelight's bar counts images; Ray's would count batches
+            ctx.raise_original_map_exception = True  # else a UserCodeException hides what an actor raised
             ds = ray.data.from_items(batches, override_num_blocks=len(batches))
             done = ds.map_batches(
                 _ExplainFiles,
@@ -365,10 +367,13 @@ def explain_on_ray(model_factory: Any, paths: Any, method: str = "gradcam", *, o
                 if isinstance(inner, SampleError):
                     raise SampleError(str(inner)) from exc
                 raise inner from exc
+        ended = True
     finally:
-        ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
+        ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.raise_original_map_exception = saved
         bar.close()
         result.seconds = time.perf_counter() - began
+        if not ended:
+            store.discard()  # a store this call made, failed before any batch: nothing left behind
     store.finish(seconds=round(result.seconds, 3), images_per_second=round(result.throughput, 2))
     result.failures = _failures(store.group, store.completed())
     result._new_failures = new_failures

@@ -266,3 +266,18 @@ def test_cli_ray_writes_the_store_of_the_local_run(cluster, tmp_path, capsys):
     for name in ("values", "targets", "outputs"):
         np.testing.assert_allclose(np.asarray(getattr(on_ray, name)), np.asarray(getattr(local, name)),
                                    atol=1e-6, rtol=0, err_msg=name)
+
+
+@pytest.mark.slow
+def test_explain_on_ray_that_fails_in_its_setup_leaves_no_store(cluster, tmp_path):
+    """An unknown layer fails every batch's first sample: the LayerError the actor raised
+    reaches the caller (Ray Data wrapped it in a UserCodeException before), and the store
+    this call made (and the folder it made for it) is removed, so the corrected run can
+    start afresh."""
+    folder = _folder(tmp_path, n=8)
+    out = tmp_path / "made" / "ray.zarr"
+    run = dict(batch_size=BATCH, size=SIZE, progress=False)
+    with pytest.raises(limelight.LimelightError, match="nope"):
+        llray.explain_on_ray(make_torch, folder, "gradcam", out=out, layer="nope", **run)
+    assert not out.parent.exists()
+    assert llray.explain_on_ray(make_torch, folder, "gradcam", out=out, **run).images == 9  # 8 + im017
