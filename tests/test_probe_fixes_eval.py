@@ -116,3 +116,23 @@ def test_random_logit_of_a_one_output_model():
         scores = evaluate(_torch_net(1), x, ["gradcam"], ["sparseness"], sanity=True, repeats=1).scores
     assert all(np.isnan(scores[row]["random-logit"]).all() for row in ("gradcam", "random", "edge"))
     assert np.isfinite(scores["gradcam"]["randomisation"]).all() and np.isfinite(scores["gradcam"]["sparseness"]).all()
+
+
+def test_evaluate_dataset_treats_a_one_output_model_as_evaluate_does():
+    """evaluate_dataset shares evaluate's row scoring: random-logit NaN with a warning for a
+    model of one output (it raised the new UnsupportedError before), the rest equal."""
+    import torch
+
+    from limelight import evaluate_dataset
+
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    model = _torch_net(1)
+    with pytest.warns(UserWarning, match="random-logit needs a model of at least 2 classes"):
+        whole = evaluate(model, x, ["gradcam"], ["sparseness"], sanity=True, repeats=1).scores
+    with pytest.warns(UserWarning, match="random-logit needs a model of at least 2 classes"):
+        streamed = evaluate_dataset(model, [x[:2], x[2:]], ["gradcam"], ["sparseness"], batch_size=2,
+                                    sanity=True, repeats=1, progress=False, n_boot=0).scores
+    for row in ("gradcam", "centre", "edge"):
+        assert np.isnan(streamed[row]["random-logit"]).all()
+        np.testing.assert_allclose(streamed[row]["sparseness"], whole[row]["sparseness"], atol=1e-6)
+        np.testing.assert_allclose(streamed[row]["randomisation"], whole[row]["randomisation"], atol=1e-6)

@@ -180,7 +180,7 @@ def image_batch_shape(x: Any, who: str, what: str) -> tuple[int, int, int]:
     return (int(x.shape[0]), int(x.shape[1]), int(x.shape[2]))
 
 
-def _baseline_classes(resolved: Mapping[str, np.ndarray], need_class: str) -> np.ndarray | None:
+def baseline_classes(resolved: Mapping[str, np.ndarray], need_class: str) -> np.ndarray | None:
     """The classes the baseline rows are scored on: those of the given explanations when they
     all explain the same classes. When they differ, None (and a warning when ``need_class``,
     the chosen metrics that read the class's output, is not empty): a baseline row scored on
@@ -267,41 +267,78 @@ def evaluate(
     if sanity and not computed:  # refuse before the metrics run
         methods = {row: _sanity_method(row, exp, (method_params or {}).get(row)) for row, exp in explanations.items()}
     resolved = {row: host_classes(wrapped, exp.targets) for row, exp in explanations.items()}
-    baseline_classes = _baseline_classes(resolved, class_metrics(chosen, False)) if resolved else (
+    baselines = baseline_classes(resolved, class_metrics(chosen, False)) if resolved else (
         _predicted_classes(wrapped, x, targets, batch_size))
     maps.update(baseline_maps(wrapped.to_numpy(x), seed))
-    scores: dict[str, dict[str, np.ndarray]] = {}
     kinds: dict[str, str] = {}
+    scores = score_rows(maps, explanations, chosen, x=x, model=wrapped, masks=masks, classes=resolved,
+                        baselines=baselines, kinds=kinds)
+    better = {name: metric.higher_is_better for name, metric in chosen.items()}
+    if sanity:
+        if computed:  # made here from the names, with the params the user gave
+            methods = {row: (row, dict((method_params or {}).get(row, {}))) for row in explanations}
+        sanity_rows(scores, maps, explanations, methods, model, inputs, range(seed, seed + repeats))
+        better.update({"randomisation": False, "random-logit": False})
+    return Evaluation(scores, better, kinds)
+
+
+def score_rows(
+    maps: Mapping[str, np.ndarray],
+    explanations: Mapping[str, Explanation],
+    metrics: Mapping[str, Metric],
+    *,
+    x: Any,
+    model: Model,
+    masks: np.ndarray | None,
+    classes: Mapping[str, np.ndarray],
+    baselines: np.ndarray | None,
+    kinds: dict[str, str],
+) -> dict[str, dict[str, np.ndarray]]:
+    """``{row: {metric: (N,) scores}}`` for every map ``(N, H, W)`` in ``maps``: a given
+    explanation's row on its own classes (``classes[row]``, its targets on the host), a
+    baseline's on ``baselines`` (None: NaN for the
+    metrics that read the class's output; see :func:`baseline_classes`). ``kinds`` collects
+    each metric's ``output_kind_used``. Shared by :func:`evaluate` and
+    :func:`limelight.evaluate_dataset` (one batch at a time)."""
+    scores: dict[str, dict[str, np.ndarray]] = {}
     for row, m in maps.items():
         scores[row] = {}
-        classes = resolved.get(row, baseline_classes)
-        for name, metric in chosen.items():
-            if classes is None and (metric.needs_model or metric.needs_class):
-                scores[row][name] = np.full(shape[0], np.nan)  # a baseline of explanations of other classes
+        row_classes = classes.get(row, baselines)
+        for name, metric in metrics.items():
+            if row_classes is None and (metric.needs_model or metric.needs_class):
+                scores[row][name] = np.full(len(m), np.nan)  # a baseline of explanations of other classes
                 continue
-            scores[row][name] = metric(m, x=x, targets=classes, masks=masks, model=wrapped,
+            scores[row][name] = metric(m, x=x, targets=row_classes, masks=masks, model=model,
                                        explanation=explanations.get(row))
             used = getattr(metric, "output_kind_used", None)
             if used is not None:
                 kinds.setdefault(name, used)
-    better = {name: metric.higher_is_better for name, metric in chosen.items()}
-    if sanity:
-        from .sanity import full_randomization, one_output, random_logit_row, spearman
+    return scores
 
-        seeds = range(seed, seed + repeats)
-        no_other_class = any(one_output(exp) for exp in explanations.values())
-        for row, row_scores in scores.items():
-            if row in BASELINES:  # the same map whatever the weights or the class
-                unchanged = spearman(maps[row], maps[row])
-                row_scores["randomisation"] = unchanged
-                row_scores["random-logit"] = np.full(shape[0], np.nan) if no_other_class else unchanged
-                continue
-            exp = explanations[row]
-            if computed:  # made here from the name, with the params the user gave
-                method, params = row, dict((method_params or {}).get(row, {}))
-            else:
-                method, params = methods[row]
-            row_scores["randomisation"] = full_randomization(model, inputs, method, seeds, params, original=exp)
-            row_scores["random-logit"] = random_logit_row(model, inputs, method, seeds, params, exp)
-        better.update({"randomisation": False, "random-logit": False})
-    return Evaluation(scores, better, kinds)
+
+def sanity_rows(
+    scores: dict[str, dict[str, np.ndarray]],
+    maps: Mapping[str, np.ndarray],
+    explanations: Mapping[str, Explanation],
+    methods: Mapping[str, tuple[str, dict[str, Any]]],
+    model: object,
+    inputs: Any,
+    seeds: Sequence[int],
+) -> None:
+    """Add ``randomisation`` and ``random-logit`` to every row of ``scores``: an explanation
+    re-made (``methods[row]``: its method and params) on randomised models and for other
+    classes; a baseline, the same map whatever the weights or the class, scores 1 (NaN
+    random-logit for a model of one output)."""
+    from .sanity import full_randomization, one_output, random_logit_row, spearman
+
+    no_other_class = any(one_output(exp) for exp in explanations.values())
+    for row, row_scores in scores.items():
+        if row in BASELINES:
+            unchanged = spearman(maps[row], maps[row])
+            row_scores["randomisation"] = unchanged
+            row_scores["random-logit"] = np.full(len(maps[row]), np.nan) if no_other_class else unchanged
+            continue
+        method, params = methods[row]
+        exp = explanations[row]
+        row_scores["randomisation"] = full_randomization(model, inputs, method, seeds, params, original=exp)
+        row_scores["random-logit"] = random_logit_row(model, inputs, method, seeds, params, exp)

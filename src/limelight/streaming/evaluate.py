@@ -27,13 +27,15 @@ from ..core.errors import InputError, ParameterError
 from ..core.model import Model
 from ..evaluation.metric import DEFAULT_BATCH_SIZE, Metric, as_host, check_class_explanation, host_classes
 from ..evaluation.table import (
-    BASELINES,
     Evaluation,
     _checked_maps,
     _chosen_metrics,
+    baseline_classes,
     baseline_maps,
     class_metrics,
     image_batch_shape,
+    sanity_rows,
+    score_rows,
 )
 
 __all__ = ["DatasetEvaluation", "Stat", "evaluate_dataset"]
@@ -214,37 +216,21 @@ class _BatchScorer:
         explanations = {m: explain(self.model, inputs, m, targets=self.targets, **self.method_params.get(m, {}))
                         for m in self.methods}
         maps = _checked_maps(explanations, shape)
-        first = next(iter(explanations.values()))
         need_class = class_metrics(self.metrics, self.sanity)
         if need_class:  # dense outputs: refused before the metrics run
             for exp in explanations.values():
                 check_class_explanation(exp, need_class)
-        classes = host_classes(wrapped, first.targets)
+        classes = {row: host_classes(wrapped, exp.targets) for row, exp in explanations.items()}
         baselines = baseline_maps(wrapped.to_numpy(x), self.seed)
         baselines["random"] = self.rng.rand(*shape)  # the stream continues across batches
         maps.update(baselines)
-        scores: dict[str, dict[str, np.ndarray]] = {}
-        for row, m in maps.items():
-            scores[row] = {}
-            for name, metric in self.metrics.items():
-                scores[row][name] = metric(m, x=x, targets=classes, masks=masks, model=wrapped,
-                                           explanation=explanations.get(row))
-                used = getattr(metric, "output_kind_used", None)
-                if used is not None:
-                    self.output_kinds.setdefault(name, used)
+        scores = score_rows(maps, explanations, self.metrics, x=x, model=wrapped, masks=masks, classes=classes,
+                            baselines=baseline_classes(classes, class_metrics(self.metrics, False)),
+                            kinds=self.output_kinds)
         if self.sanity:
-            from ..evaluation.sanity import full_randomization, random_logit, spearman
-
-            seeds = range(self.seed, self.seed + self.repeats)
-            for row, row_scores in scores.items():
-                if row in BASELINES:  # the same map whatever the weights or the class
-                    unchanged = spearman(maps[row], maps[row])
-                    row_scores["randomisation"], row_scores["random-logit"] = unchanged, unchanged
-                    continue
-                params = dict(self.method_params.get(row, {}))
-                exp = explanations[row]
-                row_scores["randomisation"] = full_randomization(self.model, inputs, row, seeds, params, original=exp)
-                row_scores["random-logit"] = random_logit(self.model, inputs, row, seeds, params, original=exp)
+            methods = {row: (row, dict(self.method_params.get(row, {}))) for row in explanations}
+            sanity_rows(scores, maps, explanations, methods, self.model, inputs,
+                        range(self.seed, self.seed + self.repeats))
         return scores
 
 
