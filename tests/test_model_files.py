@@ -57,3 +57,31 @@ def test_a_file_no_loader_reads(tmp_path) -> None:
     path.write_text("not a model")
     with pytest.raises(UnknownModelError, match="no plugin can load the model spec"):
         limelight.wrap(path)
+
+
+def test_a_loader_plugin_that_gives_a_model(tmp_path) -> None:
+    """A ``limelight_load_model`` plugin may return a ``limelight.Model`` itself (the ONNX
+    plugin's loader does): the path then explains with it."""
+    from limelight.core.hookspecs import LoadedModel, hookimpl
+    from limelight.core.model import NumpyModel
+    from limelight.core.registry import registry
+
+    class Linear(NumpyModel):
+        def predict(self, x, batch_size=None):
+            return x.reshape(len(x), -1)[:, :3] * 2.0
+
+    class Loader:
+        @hookimpl
+        def limelight_load_model(self, spec, weights):
+            return LoadedModel(Linear(None), "numpy") if spec.endswith(".fake") else None
+
+    path = tmp_path / "model.fake"
+    path.write_text("weights")
+    plugin = Loader()
+    registry.pm.register(plugin)
+    try:
+        x = np.random.RandomState(0).rand(1, 4, 4, 3).astype("float32")
+        exp = limelight.explain(str(path), x, "rise", targets=[1], n_masks=16, seed=0)
+        assert exp.framework == "numpy" and exp.values.shape == (1, 4, 4)
+    finally:
+        registry.pm.unregister(plugin)

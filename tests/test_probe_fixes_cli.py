@@ -77,3 +77,12 @@ def test_an_unknown_method_fails_before_any_work(tiny, tmp_path, capsys):
     code, _, errors = main(capsys, "explain", tmp_path / "missing.png", "--model", tiny, "--method", "gradcam,gradkam",
                            "--out", tmp_path / "o")
     assert code == 2 and "gradkam" in errors[0] and "missing.png" not in errors[0]
+
+
+@pytest.mark.parametrize("spec", [",", " , "])
+def test_a_method_list_naming_no_method_is_an_error(tiny, image, tmp_path, capsys, spec):
+    for out in (tmp_path / "o", tmp_path / "z.zarr"):
+        code, _, errors = main(capsys, "explain", image, "--model", tiny, "--method", spec, "--out", out)
+        assert code == 2 and len(errors) == 1  # (a raw StopIteration before, for a folder --out)
+        assert ("names no method" if out.suffix != ".zarr" else "holds one method; got 0") in errors[0]
+        assert not out.exists()

@@ -36,3 +36,17 @@ def test_a_missing_or_foreign_file_is_a_clear_error(tmp_path):
     (tmp_path / "text.npz").write_text("not numpy")
     with pytest.raises(InputError, match="text.npz is not an explanation"):
         Explanation.load(tmp_path / "text.npz")
+    (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04" + b"\x00" * 40)  # a zip header, then nothing
+    with pytest.raises(InputError, match="corrupt.npz is not an explanation"):
+        Explanation.load(tmp_path / "corrupt.npz")
+
+
+def test_file_objects_still_work():
+    import io
+
+    exp, buffer = _exp(), io.BytesIO()
+    assert exp.save(buffer) is None
+    buffer.seek(0)
+    np.testing.assert_array_equal(Explanation.load(buffer).values, exp.values)
+    with pytest.raises(InputError, match="not an explanation"):
+        Explanation.load(io.BytesIO(b"garbage"))

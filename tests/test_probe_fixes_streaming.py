@@ -215,3 +215,57 @@ def test_bad_batch_size_or_size_is_a_clear_error_before_any_work(tmp_path, kw, m
         limelight.explain_dataset(net(0), [str(tmp_path / "a.png")], "gradcam", out=tmp_path / "b.zarr",
                                   progress=False, **kw)
     assert not (tmp_path / "b.zarr").exists()
+
+
+# -- review follow-ups -------------------------------------------------------------------------
+def test_loaders_whose_row_count_is_not_known_up_front_still_take_their_targets():
+    """A batch_sampler of one's own, or an unbatched loader over ready batches: their rows are
+    not countable without iterating, so targets are checked as the rows come (they were
+    refused up front against len(dataset) before)."""
+    x = torch.rand(8, 3, 8, 8, generator=torch.Generator().manual_seed(6))
+    data = torch.utils.data.TensorDataset(x)
+    sampled = torch.utils.data.DataLoader(data, batch_sampler=[[0, 1], [2, 3]])  # 4 of 8 rows
+    assert limelight.explain_dataset(net(0), sampled, "gradcam", targets=[0, 1, 2, 3], batch_size=2,
+                                     progress=False).images == 4
+    ready = torch.utils.data.DataLoader([(x[:4],), (x[4:],)], batch_size=None)  # 2 samples that are batches
+    assert limelight.explain_dataset(net(0), ready, "gradcam", targets=list(range(8)) * 1, batch_size=4,
+                                     progress=False).images == 8
+
+
+def test_the_digest_leaves_out_extra_state_and_runs_without_a_store_compute_none(monkeypatch):
+    from limelight.streaming import run as run_module
+
+    class WithExtraState(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = net(0)
+
+        def forward(self, x):
+            return self.inner(x)
+
+        def get_extra_state(self):
+            return {"note": object()}  # bytes of an object array would be addresses
+
+        def set_extra_state(self, state):
+            pass
+
+    a = run_module._weights_digest(WithExtraState())
+    b = run_module._weights_digest(WithExtraState())
+    assert a is not None and a == b
+    calls = []
+    monkeypatch.setattr(run_module, "_weights_digest", lambda native: calls.append(native) or "d")
+    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(7))
+    limelight.explain_dataset(net(0), x, "gradcam", batch_size=4, progress=False)
+    assert calls == []  # out=None: nothing to resume, no pass over the weights
+
+
+def test_a_store_from_before_the_weights_digest_still_resumes(tmp_path):
+    x = torch.rand(8, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    path = tmp_path / "old.zarr"
+    _interrupted_run(path, x)
+    group = zarr.open_group(str(path), mode="r+")
+    run = dict(group.attrs["run"])
+    run["model"] = {k: v for k, v in run["model"].items() if k != "weights"}  # as written before
+    group.attrs["run"] = run
+    again = limelight.explain_dataset(net(0), x, "gradcam", out=path, batch_size=4, progress=False, resume=True)
+    assert (again.resumed, again.images) == (4, 4)

@@ -211,7 +211,10 @@ def _explain_stream(args: argparse.Namespace) -> int:
                 preprocess=loaded.preprocess, size=size, targets=targets, **params,
             )
     except KeyboardInterrupt:
-        done = len(open_results(out)) if out.exists() else 0
+        if not out.exists():  # interrupted before its first batch was stored: nothing was kept
+            print(f"limelight: interrupted before any image was stored; {out} was not written", file=sys.stderr)
+            return 130
+        done = len(open_results(out))
         print(f"limelight: interrupted; {done} image(s) are complete in {out}: rerun with --resume to go on",
               file=sys.stderr)
         return 130
@@ -333,6 +336,8 @@ PER_METHOD = (("--layer", "layer", "layer"), ("--background", "background", "bac
 def _check_per_method(args: argparse.Namespace, methods: Sequence[str]) -> None:
     """Each per-method option given must suit at least one of ``methods`` (each goes only to
     the methods that take it); an unknown method is an error here, before any work."""
+    if not methods:
+        raise InputError(f"--method {args.method!r} names no method; e.g. --method gradcam or gradcam,shap.")
     for method in methods:
         registry.explainer(method)
     for option, attribute, param in PER_METHOD:

@@ -333,13 +333,15 @@ def explain_on_ray(model_factory: Any, paths: Any, method: str = "gradcam", *, o
     bar = Progress(len(files), enabled=progress, initial=start)
     new_failures = 0
     ctx = ray.data.DataContext.get_current()
-    saved = ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.raise_original_map_exception
+    original = getattr(ctx, "raise_original_map_exception", None)  # (Ray Data ≥ 2.4x has it)
+    saved = ctx.execution_options.preserve_order, ctx.enable_progress_bars
     ended = False
     try:
         if batches:
             ctx.execution_options.preserve_order = True  # batches come back in the order of the files
             ctx.enable_progress_bars = False  # limelight's bar counts images; Ray's would count batches
-            ctx.raise_original_map_exception = True  # else a UserCodeException hides what an actor raised
+            if original is not None:
+                ctx.raise_original_map_exception = True  # else a UserCodeException hides what an actor raised
             ds = ray.data.from_items(batches, override_num_blocks=len(batches))
             done = ds.map_batches(
                 _ExplainFiles,
@@ -369,7 +371,9 @@ def explain_on_ray(model_factory: Any, paths: Any, method: str = "gradcam", *, o
                 raise inner from exc
         ended = True
     finally:
-        ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.raise_original_map_exception = saved
+        ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
+        if original is not None:
+            ctx.raise_original_map_exception = original
         bar.close()
         result.seconds = time.perf_counter() - began
         if not ended:

@@ -452,14 +452,22 @@ class _PrefixMemo:
                 object.__delattr__(module, "forward")
 
 
-def _wrapper_prefixes(native: Any) -> list[str]:
-    """``""`` and the name prefixes that ``DataParallel`` / ``DistributedDataParallel`` put
-    before the wrapped model's layer names (``module.``, nested as they are)."""
-    prefixes, prefix, module = [""], "", native
-    while isinstance(module, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
-        prefix, module = prefix + "module.", module.module
-        prefixes.append(prefix)
-    return prefixes
+def _unwrapped(native: Any) -> Any:
+    """The module torch's wrappers hold, nested as they are: ``torch.compile``'s
+    ``OptimizedModule`` (its eager ``_orig_mod``), ``DataParallel`` and
+    ``DistributedDataParallel`` (``.module``)."""
+    while True:
+        cls = type(native)
+        if cls.__name__ == "OptimizedModule" and cls.__module__.startswith("torch._dynamo"):
+            native = native._orig_mod
+        elif isinstance(native, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
+            native = native.module
+        else:
+            return native
+
+
+#: The name segments torch's wrappers put before the wrapped model's layer names.
+_WRAPPER_SEGMENTS = ("_orig_mod.", "module.")
 
 
 class TorchModel(Model):
@@ -468,10 +476,13 @@ class TorchModel(Model):
     ``memory_format``: None runs the model in the memory format of its convolution weights;
     ``torch.channels_last`` (or ``torch.contiguous_format``) forces one.
 
-    A ``torch.compile``-d model is explained through the eager module it wraps
-    (``_orig_mod``, the same parameters): hooks added after dynamo compiled a graph never
-    fire in it, and the explanation's own hooks would make it recompile. Its layer names are
-    the eager module's (``"_orig_mod."``-prefixed names are taken too).
+    A model behind ``torch.compile``, ``DataParallel`` or ``DistributedDataParallel`` is
+    explained through the module it wraps (``_orig_mod`` / ``.module``: the same parameters,
+    so ``wrap(m).native`` is that module): hooks added after dynamo compiled a graph never
+    fire in it (and the explanation's own hooks would make it recompile), DataParallel's
+    replicas would hold the activations on other devices, and a DDP forward and backward
+    would join its gradient all-reduce. Layer names are the inner module's; the wrapped
+    names (``"_orig_mod.layer4"``, ``"module.layer4"``) are taken too.
     """
 
     framework = "torch"
@@ -479,8 +490,7 @@ class TorchModel(Model):
     native: torch_types.nn.Module
 
     def __init__(self, native: object, memory_format: Any = None, output: OutputSelector = None) -> None:
-        while isinstance(getattr(native, "_orig_mod", None), torch.nn.Module):  # torch.compile
-            native = native._orig_mod  # type: ignore[attr-defined]
+        native = _unwrapped(native)
         super().__init__(native)
         self.memory_format = memory_format
         #: ``output=``: which tensor of structured outputs is explained (see core.outputs).
@@ -738,11 +748,11 @@ class TorchModel(Model):
             )
         names = self.layers()
         if isinstance(layer, str):
-            while layer.startswith("_orig_mod."):  # torch.compile's names; explained eager (see class)
-                layer = layer[len("_orig_mod.") :]
-            for prefix in _wrapper_prefixes(self.native):
-                if prefix + layer in names:  # "layer4" of DataParallel(model) is "module.layer4"
-                    return prefix + layer
+            name = layer
+            while name not in names and name.startswith(_WRAPPER_SEGMENTS):  # a wrapper's name
+                name = name.split(".", 1)[1]  # "module._orig_mod.layer4" -> "layer4" (see class)
+            if name in names:
+                return name
         raise unknown_layer(layer, names, self.framework)
 
     def _module(self, layer: object) -> tuple[str, torch_types.nn.Module]:
@@ -1202,16 +1212,12 @@ class TorchModel(Model):
                 "randomized copies (the sanity checks) re-initialise layers of a copy of the model, "
                 "which a TorchScript model does not expose; run the checks on the eager nn.Module."
             )
-        def host(p: Any) -> np.ndarray:  # NumPy has no bfloat16: via float32 (copy_ casts back)
-            p = p.detach().cpu()
-            return (p.float() if p.dtype == torch.bfloat16 else p).numpy()
-
         clone = copy.deepcopy(self.native)
         rng = np.random.RandomState(seed)
         with torch.no_grad():
             for name in layers:
                 params = list(clone.get_submodule(self.resolve_layer(name)).parameters(recurse=False))
-                arrays = [_to_keras_order(host(p)) for p in params]
+                arrays = [_to_keras_order(self.to_numpy(p)) for p in params]  # bfloat16 as float32; copy_ casts back
                 for param, new in zip(params, reinitialize(arrays, rng), strict=True):
                     param.copy_(torch.from_numpy(np.ascontiguousarray(_to_keras_order(new, back=True))))
         return TorchModel(clone, self.memory_format, self.output)

@@ -39,7 +39,8 @@ def wrap(model: object, output: OutputSelector = None) -> Model:
         return changed
     wrapped = registry.wrap(model)
     if wrapped is None and isinstance(model, str | os.PathLike) and os.path.isfile(model):
-        wrapped = registry.wrap(registry.load_model(os.fspath(model)).model)  # as --model FILE
+        loaded = registry.load_model(os.fspath(model)).model  # as --model FILE; a loader may give a Model
+        wrapped = loaded if isinstance(loaded, Model) else registry.wrap(loaded)
     elif wrapped is None and isinstance(model, str | os.PathLike):
         raise UnsupportedModelError(
             f"the model {os.fspath(model)!r} is a string but no file. Pass a model object, or the path "
@@ -73,8 +74,9 @@ def explain(
     """Explain ``model``'s outputs on ``inputs`` with ``method``.
 
     Args:
-        model: a native model (torch ``nn.Module`` taking NCHW, Keras model taking NHWC) or a
-            :class:`Model`.
+        model: a native model (torch ``nn.Module`` taking NCHW, Keras model taking NHWC; a
+            ``torch.compile`` / ``DataParallel`` one is explained through the module it
+            wraps), a :class:`Model`, or a model file's path (see :func:`wrap`).
         inputs: a batch as the model is fed: a torch tensor / array in NCHW for torch, an
             array in NHWC for Keras; ``(N, D)`` for flat inputs. A model fed several inputs
             takes a tuple (torch: positional arguments; Keras: inputs in order, a list too)

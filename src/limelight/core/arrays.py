@@ -12,11 +12,15 @@ __all__ = ["check_canonical", "check_batch", "to_numpy_float32"]
 
 
 def host_array(a: Any, dtype: Any = None) -> np.ndarray:
-    """A NumPy array, a torch tensor on any device (detached) or a TensorFlow/JAX tensor as a
-    NumPy array on the host, cast to ``dtype`` when given; duck-typed, no framework import.
+    """A NumPy array, a torch tensor on any device (detached; bfloat16 as float32) or a
+    TensorFlow/JAX tensor as a NumPy array on the host, cast to ``dtype`` when given;
+    duck-typed, no framework import.
     Conversion errors propagate: callers say what was wrong in their own words."""
     if hasattr(a, "detach") and hasattr(a, "cpu"):  # torch: off the graph and the device
-        a = a.detach().cpu().numpy()
+        a = a.detach()
+        if str(a.dtype) == "torch.bfloat16":  # NumPy has no bfloat16: its exact float32 values
+            a = a.float()
+        a = a.cpu().numpy()
     elif hasattr(a, "numpy") and not isinstance(a, np.ndarray):  # TensorFlow, JAX, ...
         a = a.numpy()
     return np.asarray(a) if dtype is None else np.asarray(a, dtype)

@@ -6,11 +6,12 @@ import json
 import operator
 import os
 import uuid
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -202,11 +203,12 @@ class Explanation:
         return replace(self, inputs=one)
 
     # -- save / load -----------------------------------------------------------------------
-    def save(self, path: str | os.PathLike[str]) -> Path:
+    def save(self, path: str | os.PathLike[str] | BinaryIO) -> Path | None:
         """Write to a compressed ``.npz`` file (arrays + JSON metadata; no pickling) and return
         its path: ``path`` itself when it ends in ``.npz``, else ``path`` with ``.npz``
         appended (as NumPy does; :meth:`load` takes either). The file is written whole or
-        not at all (through a temporary file beside it)."""
+        not at all (through a temporary file beside it). A binary file object (``BytesIO``,
+        an open file) is written to as is, and None returned."""
         arrays: dict[str, Any] = {}
         structure: dict[str, Any] = {}
         for name in _ARRAYS:
@@ -224,6 +226,9 @@ class Explanation:
             "params": {k: v for k, v in self.params.items() if _jsonable(v)},
             "inputs_structure": structure,
         }
+        if not isinstance(path, str | os.PathLike):  # a file object: NumPy writes to it
+            np.savez_compressed(path, __meta__=np.array(json.dumps(meta)), **arrays)
+            return None
         target = _npz_path(path)
         temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
         try:
@@ -236,17 +241,23 @@ class Explanation:
         return target
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Explanation:
+    def load(cls, path: str | os.PathLike[str] | BinaryIO) -> Explanation:
         """Read an explanation written by :meth:`save`: ``path`` as given to :meth:`save`
-        (``"exp"`` finds the ``exp.npz`` it wrote) or the file's own path."""
-        tried = [Path(path)] if str(path).endswith(".npz") else [Path(path), _npz_path(path)]
-        found = next((p for p in tried if p.is_file()), None)
-        if found is None:
-            raise InputError(f"no saved explanation at {' nor '.join(map(str, tried))}: give the path "
-                             "Explanation.save wrote (it returns it).")
+        (``"exp"`` finds the ``exp.npz`` it wrote), the file's own path, or a binary file
+        object. A file that is not such an explanation is an :class:`InputError`."""
+        found: Path | BinaryIO
+        if isinstance(path, str | os.PathLike):
+            tried = [Path(path)] if str(path).endswith(".npz") else [Path(path), _npz_path(path)]
+            hit = next((p for p in tried if p.is_file()), None)
+            if hit is None:
+                raise InputError(f"no saved explanation at {' nor '.join(map(str, tried))}: give the path "
+                                 "Explanation.save wrote (it returns it).")
+            found = hit
+        else:
+            found = path
         try:
             data = np.load(found, allow_pickle=False)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
             raise InputError(f"{found} is not an explanation written by Explanation.save ({exc}).") from exc
         if not isinstance(data, np.lib.npyio.NpzFile) or "__meta__" not in data.files:
             if isinstance(data, np.lib.npyio.NpzFile):

@@ -138,6 +138,12 @@ class Metric(abc.ABC):
     needs_class: ClassVar[bool] = False
     higher_is_better: ClassVar[bool] = True
 
+    @property
+    def reads_class(self) -> bool:
+        """Whether a score depends on which class is explained (:attr:`needs_class`, or it
+        runs the model)."""
+        return self.needs_model or self.needs_class
+
     def __init__(self, *, batch_size: int | None = DEFAULT_BATCH_SIZE, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:

@@ -100,7 +100,7 @@ def _predicted_classes(model: Model, x: Any, targets: TargetsLike, batch_size: i
 def class_metrics(chosen: Mapping[str, Metric], sanity: bool) -> str:
     """What among ``chosen`` (and the sanity checks) scores a class's output, in words for
     an error message; ``""`` when nothing does."""
-    names = [name for name, metric in chosen.items() if metric.needs_model or metric.needs_class]
+    names = [name for name, metric in chosen.items() if metric.reads_class]
     if sanity:
         names.append("sanity=True's random-logit and randomisation checks")
     return f"the metrics {', '.join(names)}" if names else ""
@@ -305,7 +305,7 @@ def score_rows(
         scores[row] = {}
         row_classes = classes.get(row, baselines)
         for name, metric in metrics.items():
-            if row_classes is None and (metric.needs_model or metric.needs_class):
+            if row_classes is None and metric.reads_class:
                 scores[row][name] = np.full(len(m), np.nan)  # a baseline of explanations of other classes
                 continue
             scores[row][name] = metric(m, x=x, targets=row_classes, masks=masks, model=model,

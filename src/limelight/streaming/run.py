@@ -120,8 +120,9 @@ def _describe(value: Any) -> Any:
     return f"<{type(value).__module__}.{type(value).__qualname__}>"
 
 
-def _model_description(native: Any) -> dict[str, Any]:
-    """The model's class, parameter count and a digest of its weights (what resume compares)."""
+def _model_description(native: Any, weights: bool = True) -> dict[str, Any]:
+    """The model's class, parameter count and (``weights``) a digest of its weights: what
+    resume compares, so only computed for a run that writes a store."""
     desc: dict[str, Any] = {"class": f"{type(native).__module__}.{type(native).__qualname__}"}
     try:
         if hasattr(native, "parameters"):
@@ -130,16 +131,17 @@ def _model_description(native: Any) -> dict[str, Any]:
             desc["parameters"] = int(native.count_params())
     except Exception:  # noqa: BLE001 - a description only
         pass
-    weights = _weights_digest(native)
-    if weights is not None:
-        desc["weights"] = weights
+    digest = _weights_digest(native) if weights else None
+    if digest is not None:
+        desc["weights"] = digest
     return desc
 
 
 def _weights_digest(native: Any) -> str | None:
     """SHA-1 of every weight's name, dtype, shape and bytes, one pass over them (duck-typed:
     torch ``state_dict()``, buffers included; Keras ``get_weights()``); None for a model
-    that exposes neither."""
+    that exposes neither. Entries that are not numeric arrays (a module's extra state) are
+    left out: their bytes would be object addresses, different in every process."""
     try:
         if hasattr(native, "state_dict"):
             weights = list(native.state_dict().items())
@@ -149,10 +151,11 @@ def _weights_digest(native: Any) -> str | None:
             return None
         digest = hashlib.sha1()
         for name, weight in weights:
-            try:
-                arr = host_array(weight)
-            except TypeError:  # a dtype NumPy lacks (torch bfloat16): its exact float32 values
-                arr = host_array(weight.float())
+            if not hasattr(weight, "shape") or not hasattr(weight, "dtype"):
+                continue  # extra state: not a weight
+            arr = host_array(weight)  # (torch bfloat16: its exact float32 values; the dtype is hashed too)
+            if arr.dtype == object:
+                continue
             digest.update(f"{name}|{getattr(weight, 'dtype', arr.dtype)}|{arr.shape}|".encode())
             digest.update(np.ascontiguousarray(arr).tobytes())
         return digest.hexdigest()
@@ -437,8 +440,8 @@ def explain_dataset(
     explain = _Explain(wrapped, method, targets, dict(params), fail_fast, total)
     if preprocess is None and _is_paths(source) and wrapped.framework == "torch":
         preprocess = _nchw
-    run_attrs = run_attributes(method, params, batch_size, _model_description(wrapped.native), wrapped.framework,
-                               targets, preprocess, size)
+    run_attrs = run_attributes(method, params, batch_size, _model_description(wrapped.native, out is not None),
+                               wrapped.framework, targets, preprocess, size)
     store = None
     start = 0
     if out is not None:

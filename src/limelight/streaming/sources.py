@@ -229,8 +229,11 @@ def resolve_preprocess(preprocess: Preprocess | str | None) -> Preprocess | None
 def check_size(size: Size) -> None:
     """``size`` is None, ``"native"``, a positive int or ``(H, W)`` of positive ints, else an
     :class:`InputError`."""
-    if size is None or size == NATIVE:
+    if size is None or (isinstance(size, str) and size == NATIVE):
         return
+    if isinstance(size, np.ndarray):  # (its truth value would raise): give ints
+        raise InputError(f"size must be a positive int or (H, W) of ints, not an array; got {size!r}: "
+                         "pass tuple(size.tolist()).")
     sides = (size, size) if not isinstance(size, tuple | list) else size
     if len(sides) != 2 or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= 1
                                   for v in sides):
@@ -307,20 +310,21 @@ def _tf_numpy(ds: Any) -> Iterator[Any]:
 
 
 def source_length(source: Any, recursive: bool = False) -> int | None:
-    """Rows the source will yield, when known without iterating (for the progress bar)."""
+    """Rows the source will yield, when known exactly without iterating (the progress bar,
+    the store's size, and the targets' length checked before any work); None otherwise."""
     try:
         if _is_paths(source):
             return len(image_paths(source, recursive))
         if type(source).__module__.startswith("torch") and hasattr(source, "dataset"):
             if getattr(source, "batch_size", None) is None:  # a batch sampler of its own, or unbatched
-                return len(source.dataset)
+                return None  # (samples that are batches themselves): not countable without iterating
             rows = len(source.sampler)  # a sampler may take a subset of the dataset
             return rows - rows % source.batch_size if getattr(source, "drop_last", False) else rows
         if hasattr(source, "cardinality") and hasattr(source, "element_spec"):
             return None
         if isinstance(source, np.ndarray) or _is_torch(source) and hasattr(source, "shape"):
             return int(source.shape[0])  # one in-memory array: its rows
-    except Exception:  # noqa: BLE001 - a length is only a hint
+    except Exception:  # noqa: BLE001 - e.g. an IterableDataset: no length
         return None
     return None
 

@@ -105,6 +105,19 @@ def _jsonify(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+#: Run attributes newer limelight records that a store from before them lacks: not counted
+#: as a difference on resume (``model.weights``: the weights digest, added 2026-11-27).
+_NEWER_KEYS = (("model", "weights"),)
+
+
+def _without_new_keys(stored: Any, given: Any) -> None:
+    """Drop from ``given`` the :data:`_NEWER_KEYS` that ``stored`` (an older store) lacks."""
+    for outer, inner in _NEWER_KEYS:
+        old, new = (stored or {}).get(outer), given.get(outer)
+        if isinstance(old, dict) and isinstance(new, dict) and inner not in old:
+            new.pop(inner, None)
+
+
 class ResultStore:
     """A Zarr v3 results store being written (see the module docstring for the layout)."""
 
@@ -145,6 +158,7 @@ class ResultStore:
             group = _open_group(target, "r+")
             stored = _jsonify(group.attrs.get("run"))
             given = _jsonify(dict(run))
+            _without_new_keys(stored, given)
             if stored != given:
                 keys = sorted(k for k in set(stored) | set(given) if stored.get(k) != given.get(k))
                 diffs = "; ".join(f"{k}: stored {stored.get(k)!r}, now {given.get(k)!r}" for k in keys)
