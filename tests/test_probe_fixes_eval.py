@@ -9,17 +9,8 @@ import numpy as np
 import pytest
 
 from limelight import Explanation
-from limelight.core.model import NumpyModel
 from limelight.evaluation import evaluate
-
-
-class Linear(NumpyModel):
-    def __init__(self, weights):
-        super().__init__(weights)
-        self.weights = weights
-
-    def predict(self, x, *, batch_size=None):
-        return (np.asarray(x).reshape(len(x), -1) @ self.weights).astype(np.float32)
+from tests.evaluation.test_evaluate_errors import Linear  # a NumPy linear model of (N, H, W, 3)
 
 
 def _given(n=3, h=6, w=5, k=4, seed=0):
