@@ -96,6 +96,7 @@ def test_subclassed_model(images):
 def test_nested_mobilenet_v2(head_kind):
     """A keras.applications base inside a classifier: the tf-keras-vis #71 'graph
     disconnected' case. Layer paths include the nesting; bare unique names resolve."""
+    keras.utils.set_random_seed(0)
     base = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(64, 64, 3))
     if head_kind == "sequential":
         model = keras.Sequential([keras.Input((64, 64, 3)), base, *small_head()])
@@ -127,6 +128,7 @@ def test_nested_mobilenet_v2(head_kind):
     [pytest.param("ResNet50", (64, 64, 3), "conv5_block3_out", marks=pytest.mark.slow), ("MobileNetV2", (64, 64, 3), "out_relu")],
 )
 def test_keras_applications_default_layer(factory, shape, layer):
+    keras.utils.set_random_seed(0)
     model = getattr(keras.applications, factory)(weights=None, input_shape=shape, classes=10)
     x = np.random.RandomState(2).rand(2, *shape).astype(np.float32)
     exp = limelight.explain(model, x)
