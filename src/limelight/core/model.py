@@ -209,10 +209,25 @@ class Model(abc.ABC):
                 matrix = bilinear_matrix(maps.shape[1], out, align_corners=align_corners).T
                 maps = xp.tensordot(maps, self.asarray(matrix, like=maps), axes=([1], [0]))
             return maps
-        height, width = size
-        rows = self.asarray(bilinear_matrix(maps.shape[1], height, align_corners=align_corners), like=maps)
-        cols = self.asarray(bilinear_matrix(maps.shape[2], width, align_corners=align_corners).T, like=maps)
+        rows, cols = self._resize_matrices(tuple(maps.shape[1:3]), tuple(size), align_corners, maps)
         return xp.matmul(xp.matmul(rows, maps), cols)
+
+    def _resize_matrices(
+        self, low: tuple[int, ...], high: tuple[int, ...], align_corners: bool, like: Array
+    ) -> tuple[Array, Array]:
+        """:meth:`resize`'s two interpolation matrices on ``like``'s device and dtype, made once
+        per sizes, dtype and device (callers resizing batch after batch, such as Score-CAM,
+        send them to the device once)."""
+        from .cache import model_cache
+
+        key = ("resize matrices", low, high, align_corners, str(like.dtype), str(getattr(like, "device", "")))
+        cache = model_cache(self.native)
+        if key not in cache:
+            cache[key] = (
+                self.asarray(bilinear_matrix(low[0], high[0], align_corners=align_corners), like=like),
+                self.asarray(bilinear_matrix(low[1], high[1], align_corners=align_corners).T, like=like),
+            )
+        return cache[key]
 
     def place(self, device: str) -> None:
         """Move the model to ``device`` (``"auto"``: the framework's accelerator if it sees

@@ -166,16 +166,6 @@ class _LayerCAM(_ExtraPasses):
         maps = self.postprocess(maps, x, upsample=self.params["upsample"])
         return self.result(x, maps, classes[:, 0], outputs, layer=layer, **self.result_params())
 
-    def _upsampling(self, low: tuple[int, int], high: tuple[int, int], like: Array) -> Callable[[Array], Array]:
-        """``maps (B, h, w) -> (B, H, W)``: :meth:`Model.resize` with ``align_corners=True``,
-        its two interpolation matrices moved to the device once, not once per batch."""
-        if low == high:
-            return lambda maps: maps
-        xp, model = self.xp, self.model
-        rows = model.asarray(bilinear_matrix(low[0], high[0], align_corners=True), like=like)
-        cols = model.asarray(bilinear_matrix(low[1], high[1], align_corners=True).T, like=like)
-        return lambda maps: xp.matmul(xp.matmul(rows, maps), cols)
-
 
 class ScoreCAM(_LayerCAM):
     """Score-CAM (Wang et al. 2020): channels weighted by the scores of the inputs they mask.
@@ -229,11 +219,10 @@ class ScoreCAM(_LayerCAM):
         # and its scores stay there, so the loop never waits for the device
         indices, samples = model.asarray(rows * channels + chans), model.asarray(rows)
         data = self.target_data(target, outputs)
-        upsample = self._upsampling((int(acts.shape[1]), int(acts.shape[2])), (height, width), acts)
         parts = []
         for part in batches(total, size):
             r = samples[part]
-            up = upsample(xp.take(flat_acts, indices[part], axis=0))
+            up = model.resize(xp.take(flat_acts, indices[part], axis=0), (height, width), align_corners=True)
             low = xp.min(up, axis=(1, 2), keepdims=True)
             high = xp.max(up, axis=(1, 2), keepdims=True)
             masks = (up - low) / (high - low + 1e-8)
