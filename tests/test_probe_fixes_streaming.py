@@ -104,29 +104,37 @@ def test_resume_with_other_weights_of_the_same_architecture_is_refused(tmp_path)
     np.testing.assert_allclose(np.asarray(open_results(path).values), want, atol=1e-6, rtol=0)
 
 
-def test_weights_digest_reads_torch_state_and_keras_style_weights():
+def test_weights_digest_reads_torch_state_and_keras_weights():
+    from limelight.core.model import NumpyModel
     from limelight.streaming.run import _model_description
 
-    a, b = _model_description(net(0)), _model_description(net(0))
+    def describe(native):
+        return _model_description(limelight.wrap(native))
+
+    a, b = describe(net(0)), describe(net(0))
     assert a == b and len(a["weights"]) == 40 and a["parameters"] == 3 * 8 * 9 + 8 + 8 * 5 + 5
-    assert _model_description(net(1))["weights"] != a["weights"]
-    half = _model_description(net(0, torch.bfloat16))  # bfloat16 weights (no NumPy dtype) are digested too
+    assert describe(net(1))["weights"] != a["weights"]
+    half = describe(net(0, torch.bfloat16))  # bfloat16 weights (no NumPy dtype) are digested too
     assert "weights" in half and half["weights"] != a["weights"]
     bn = torch.nn.BatchNorm2d(3)
-    before = _model_description(bn)["weights"]
+    before = describe(bn)["weights"]
     bn.running_mean += 1  # buffers are part of the model
-    assert _model_description(bn)["weights"] != before
+    assert describe(bn)["weights"] != before
 
-    class KerasLike:
-        def __init__(self, w):
-            self.w = w
+    import keras
 
-        def get_weights(self):
-            return [np.full((2, 3), self.w, np.float32), np.zeros(3, np.float32)]
+    def dense(value):
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        model.set_weights([np.full((3, 2), value, np.float32), np.zeros(2, np.float32)])
+        return model
 
-    assert _model_description(KerasLike(1.0))["weights"] == _model_description(KerasLike(1.0))["weights"]
-    assert _model_description(KerasLike(1.0))["weights"] != _model_description(KerasLike(2.0))["weights"]
-    assert "weights" not in _model_description(object())
+    assert describe(dense(1.0))["weights"] == describe(dense(1.0))["weights"]
+    assert describe(dense(1.0))["weights"] != describe(dense(2.0))["weights"]
+    class Host(NumpyModel):
+        def predict(self, x, *, batch_size=None):
+            return x
+
+    assert "weights" not in _model_description(Host(None))  # a backend that reads none
 
 
 # -- a run that fails in its setup leaves no store ---------------------------------------------
@@ -233,7 +241,7 @@ def test_loaders_whose_row_count_is_not_known_up_front_still_take_their_targets(
 
 
 def test_the_digest_leaves_out_extra_state_and_runs_without_a_store_compute_none(monkeypatch):
-    from limelight.streaming import run as run_module
+    from limelight.backends.torch import TorchModel
 
     class WithExtraState(torch.nn.Module):
         def __init__(self):
@@ -249,11 +257,11 @@ def test_the_digest_leaves_out_extra_state_and_runs_without_a_store_compute_none
         def set_extra_state(self, state):
             pass
 
-    a = run_module._weights_digest(WithExtraState())
-    b = run_module._weights_digest(WithExtraState())
+    a = limelight.wrap(WithExtraState()).weights_digest()
+    b = limelight.wrap(WithExtraState()).weights_digest()
     assert a is not None and a == b
     calls = []
-    monkeypatch.setattr(run_module, "_weights_digest", lambda native: calls.append(native) or "d")
+    monkeypatch.setattr(TorchModel, "weights_digest", lambda self: calls.append(self) or "d")
     x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(7))
     limelight.explain_dataset(net(0), x, "gradcam", batch_size=4, progress=False)
     assert calls == []  # out=None: nothing to resume, no pass over the weights

@@ -61,15 +61,14 @@ def _assigned_gpus() -> list[Any]:
         return []
 
 
-def _place(native: Any, device: str | None) -> Any:
-    """The model moved to ``device`` by its backend (:meth:`~limelight.Model.place`);
+def _place(model: Model, device: str | None) -> Model:
+    """``model`` (wrapped) moved to ``device`` by its backend (:meth:`~limelight.Model.place`);
     ``"auto"``: to the accelerator only when Ray gave this actor a GPU (``num_gpus`` in
     ``map_batches``; Ray sets ``CUDA_VISIBLE_DEVICES`` to the actor's GPUs). Frameworks that
     place themselves (TensorFlow) are left as they are."""
-    if device is None or (device == "auto" and not _assigned_gpus()):
-        return native
-    wrap(native).place(device)
-    return native
+    if device is not None and (device != "auto" or _assigned_gpus()):
+        model.place(device)
+    return model
 
 
 def _build(model_factory: Any) -> Any:
@@ -134,8 +133,7 @@ class Explain:
                  targets: Any = None, layer: Any = None, device: str | None = "auto", **params: Any) -> None:
         registry.explainer(method)  # an unknown method fails here, once, not per batch
         self.method = method
-        self.native = _place(_build(model_factory), device)
-        self.model = wrap(self.native)
+        self.model = _place(wrap(_build(model_factory)), device)
         from .streaming.sources import resolve_preprocess
 
         self.preprocess = resolve_preprocess(preprocess)
@@ -191,7 +189,7 @@ class _ExplainFiles:
                  targets: Any, fail_fast: bool, device: str | None = "auto", **params: Any) -> None:
         from .streaming.run import _Explain
 
-        self.model = wrap(_place(_build(model_factory), device))
+        self.model = _place(wrap(_build(model_factory)), device)
         self.preprocess = preprocess
         self.size = size
         self.explainer = _Explain(self.model, method, targets, params, fail_fast)
@@ -222,7 +220,7 @@ def _describe_model(model_factory: Any) -> dict[str, Any]:
     from .streaming.run import _framework_versions, _model_description
 
     wrapped = wrap(_build(model_factory))
-    return {"model": _model_description(wrapped.native), "framework": wrapped.framework,
+    return {"model": _model_description(wrapped), "framework": wrapped.framework,
             "versions": _framework_versions(wrapped.framework)}
 
 

@@ -47,7 +47,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
-from ..core.arrays import check_batch, to_numpy_float32
+from ..core.arrays import check_batch, digest_arrays, to_numpy_float32
 from ..core.cache import ProcessSetting, holding_model_lock, model_cache, model_lock
 from ..core.errors import (
     InputError,
@@ -373,6 +373,10 @@ class KerasModel(Model):
             t = tf.cast(t, like.dtype)
         device = getattr(like, "device", None) if like is not None else None
         return self._place(t, device or None)
+
+    def weights_digest(self) -> str | None:
+        """:func:`~limelight.core.arrays.digest_arrays` of ``get_weights()``."""
+        return digest_arrays((str(i), w) for i, w in enumerate(self.native.get_weights()))
 
     def to_numpy(self, a: Array) -> np.ndarray:
         """The one way out of TensorFlow; NumPy arrays pass through."""

@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..core.arrays import check_batch, to_numpy_float32
+from ..core.arrays import check_batch, digest_arrays, to_numpy_float32
 from ..core.cache import ProcessSetting, holding_model_lock, model_cache
 from ..core.errors import (
     InputError,
@@ -551,6 +551,10 @@ class TorchModel(Model):
                 model_cache(self.native)[("signal", canonical)] = signal
         return _nhwc(tensor.to(device=device, dtype=dtype), signal)
 
+    def weights_digest(self) -> str | None:
+        """:func:`~limelight.core.arrays.digest_arrays` of ``state_dict()`` (buffers included)."""
+        return digest_arrays(self.native.state_dict().items())
+
     def place(self, device: str) -> None:
         """``native.to(device)``; ``"auto"``: to ``cuda`` when torch sees a GPU (else stays)."""
         if device == "auto":
@@ -666,10 +670,8 @@ class TorchModel(Model):
             try:
                 with self._eval_mode(), torch.no_grad():
                     self.native(self._copy(sample))
-            except _StemFound:
-                pass
-            except Exception:  # noqa: BLE001 - no conclusion; the real forward reports the error
-                pass
+            except Exception:  # noqa: BLE001 - _StemFound ends the trace; anything else: no conclusion
+                pass  # (the real forward reports the error)
         cache[key] = found[0] if found else None
         if found:
             cache["stem"] = found[0]
@@ -677,9 +679,8 @@ class TorchModel(Model):
 
     def _signal(self, x: Array) -> bool:
         """Whether canonical ``x`` (3-D) is a 1-D signal ``(N, L, C)`` the model takes as
-        ``(N, C, L)`` (its first convolution is a ``Conv1d``; see :meth:`canonical`)."""
-        if several(x):
-            return False
+        ``(N, C, L)`` (its first convolution is a ``Conv1d``; see :meth:`canonical`). One
+        input at a time (callers map over several)."""
         return x.ndim == 3 and bool(model_cache(self.native).get(("signal", tuple(x.shape[1:])), False))
 
     def _layer_nhwc(self, t: torch_types.Tensor, x: Array) -> torch_types.Tensor:

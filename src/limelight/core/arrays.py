@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -71,3 +73,19 @@ def check_batch(xp: Any, x: Any, to_numpy: Any, *, what: str = "inputs") -> Any:
     if not bool(xp.all(xp.isfinite(x))):
         raise _not_finite(to_numpy(x), what)
     return x
+
+
+def digest_arrays(named: Iterable[tuple[str, Any]]) -> str:
+    """SHA-1 of each ``(name, array)``'s name, dtype, shape and bytes on the host
+    (:func:`host_array`), in order. Entries that are no numeric array (a torch module's
+    extra state) are left out: their bytes would be object addresses, other in every process."""
+    digest = hashlib.sha1()
+    for name, value in named:
+        if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+            continue
+        arr = host_array(value)  # (torch bfloat16: its exact float32 values; its dtype is hashed too)
+        if arr.dtype == object:
+            continue
+        digest.update(f"{name}|{value.dtype}|{arr.shape}|".encode())
+        digest.update(np.ascontiguousarray(arr).tobytes())
+    return digest.hexdigest()

@@ -229,6 +229,11 @@ class Model(abc.ABC):
             )
         return cache[key]
 
+    def weights_digest(self) -> str | None:
+        """A digest of the model's weights (what a resumed dataset run checks is unchanged);
+        None when the backend cannot read them (this version)."""
+        return None
+
     def place(self, device: str) -> None:
         """Move the model to ``device`` (``"auto"``: the framework's accelerator if it sees
         one). This version does nothing: frameworks that place themselves (TensorFlow uses

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..core.arrays import host_array
 from ..core.errors import InputError, LimelightError, ParameterError, TargetError
-from ..core.model import check_batch_size
+from ..core.model import Model, check_batch_size
 from ..core.targets import Class, Target, _host, resolve_target
 from .progress import Progress
 from .sources import Batch, Preprocess, Size, _is_paths, check_size, iter_batches, source_length
@@ -120,9 +120,11 @@ def _describe(value: Any) -> Any:
     return f"<{type(value).__module__}.{type(value).__qualname__}>"
 
 
-def _model_description(native: Any, weights: bool = True) -> dict[str, Any]:
-    """The model's class, parameter count and (``weights``) a digest of its weights: what
-    resume compares, so only computed for a run that writes a store."""
+def _model_description(model: Model, weights: bool = True) -> dict[str, Any]:
+    """The model's class, parameter count and (``weights``) a digest of its weights
+    (:meth:`~limelight.Model.weights_digest`): what resume compares, so only computed for a
+    run that writes a store."""
+    native = model.native
     desc: dict[str, Any] = {"class": f"{type(native).__module__}.{type(native).__qualname__}"}
     try:
         if hasattr(native, "parameters"):
@@ -131,36 +133,13 @@ def _model_description(native: Any, weights: bool = True) -> dict[str, Any]:
             desc["parameters"] = int(native.count_params())
     except Exception:  # noqa: BLE001 - a description only
         pass
-    digest = _weights_digest(native) if weights else None
+    try:
+        digest = model.weights_digest() if weights else None
+    except Exception:  # noqa: BLE001 - a description only: no digest rather than no run
+        digest = None
     if digest is not None:
         desc["weights"] = digest
     return desc
-
-
-def _weights_digest(native: Any) -> str | None:
-    """SHA-1 of every weight's name, dtype, shape and bytes, one pass over them (duck-typed:
-    torch ``state_dict()``, buffers included; Keras ``get_weights()``); None for a model
-    that exposes neither. Entries that are not numeric arrays (a module's extra state) are
-    left out: their bytes would be object addresses, different in every process."""
-    try:
-        if hasattr(native, "state_dict"):
-            weights = list(native.state_dict().items())
-        elif hasattr(native, "get_weights"):
-            weights = [(str(i), w) for i, w in enumerate(native.get_weights())]
-        else:
-            return None
-        digest = hashlib.sha1()
-        for name, weight in weights:
-            if not hasattr(weight, "shape") or not hasattr(weight, "dtype"):
-                continue  # extra state: not a weight
-            arr = host_array(weight)  # (torch bfloat16: its exact float32 values; the dtype is hashed too)
-            if arr.dtype == object:
-                continue
-            digest.update(f"{name}|{getattr(weight, 'dtype', arr.dtype)}|{arr.shape}|".encode())
-            digest.update(np.ascontiguousarray(arr).tobytes())
-        return digest.hexdigest()
-    except Exception:  # noqa: BLE001 - a description only: no digest rather than no run
-        return None
 
 
 def _framework_versions(framework: str) -> dict[str, str]:
@@ -440,7 +419,7 @@ def explain_dataset(
     explain = _Explain(wrapped, method, targets, dict(params), fail_fast, total)
     if preprocess is None and _is_paths(source) and wrapped.framework == "torch":
         preprocess = _nchw
-    run_attrs = run_attributes(method, params, batch_size, _model_description(wrapped.native, out is not None),
+    run_attrs = run_attributes(method, params, batch_size, _model_description(wrapped, out is not None),
                                wrapped.framework, targets, preprocess, size)
     store = None
     start = 0
