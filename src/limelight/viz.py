@@ -11,6 +11,7 @@ import numpy as np
 from .core.errors import InputError, UnsupportedError
 from .core.lazy import require
 from .core.ops import displayable
+from .core.targets import target_name
 
 if TYPE_CHECKING:  # explanation.py imports this module (Explanation.plot): no run-time cycle
     from .core.explanation import Explanation
@@ -108,19 +109,6 @@ def _draw(ax: Any, exp: Explanation, index: int, alpha: float, mask: np.ndarray 
     return mappable
 
 
-def _name(target: int, class_names: Sequence[str] | None, prefix: str = "class ") -> str:
-    """The explained target in words: its class name (``class_names``), else ``prefix`` and
-    its index; ``"score"`` for a target that is no class (``-1``: a Function or Similarity
-    target, as :meth:`~limelight.Explanation.to_shap` names it)."""
-    if target < 0:
-        return "score"
-    if class_names is None:
-        return f"{prefix}{target}"
-    if target >= len(class_names):
-        raise InputError(f"class_names has {len(class_names)} names; the explained class {target} needs more.")
-    return str(class_names[target])
-
-
 def _score(exp: Explanation, index: int, target: int) -> str:
     """The model's output for the explained class of sample ``index`` as a title's
     ``" (0.28)"``; ``""`` where the explanation does not hold it (a target that is no class, or a class of dense
@@ -154,7 +142,7 @@ def plot(
     fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.2), squeeze=False)
     for ax, (i, t) in zip(axes[0], panels, strict=True):
         mappable = _draw(ax, exp, i, alpha, None, t)
-        ax.set_title(f"{exp.method}: {_name(_targets(exp, i)[t], class_names)}", fontsize=9)
+        ax.set_title(f"{exp.method}: {target_name(_targets(exp, i)[t], class_names)}", fontsize=9)
         if colorbar and mappable is not None:
             fig.colorbar(mappable, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
@@ -223,7 +211,7 @@ def comparison_grid(
             ax = axes[row, col]
             _draw(ax, exp, row, alpha, None if masks is None else masks[row], t)
             target = _targets(exp, row)[t]
-            title = _name(target, class_names, prefix="") + _score(exp, row, target)
+            title = target_name(target, class_names, prefix="") + _score(exp, row, target)
             ax.set_title(f"{label}\n{title}" if row == 0 else title, fontsize=8)
     fig.tight_layout()
     return fig

@@ -227,13 +227,13 @@ def test_an_actor_with_a_gpu_puts_a_torch_model_on_it(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(llray, "_assigned_gpus", lambda: [0])  # map_batches(..., num_gpus=1)
-    llray._place(Net(), "auto")
+    llray._place(limelight.wrap(Net()), "auto")
     assert moved == ["cuda"]
     monkeypatch.setattr(llray, "_assigned_gpus", lambda: [])  # no GPU requested: stays put
-    llray._place(Net(), "auto")
-    llray._place(Net(), None)
+    llray._place(limelight.wrap(Net()), "auto")
+    llray._place(limelight.wrap(Net()), None)
     assert moved == ["cuda"]
-    llray._place(Net(), "cuda:1")
+    llray._place(limelight.wrap(Net()), "cuda:1")
     assert moved == ["cuda", "cuda:1"]
 
 

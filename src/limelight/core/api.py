@@ -39,9 +39,8 @@ def wrap(model: object, output: OutputSelector = None) -> Model:
         return changed
     wrapped = registry.wrap(model)
     if wrapped is None and isinstance(model, str | os.PathLike) and os.path.isfile(model):
-        loaded = registry.load_model(os.fspath(model)).model  # as --model FILE; a loader may give a Model
-        wrapped = loaded if isinstance(loaded, Model) else registry.wrap(loaded)
-    elif wrapped is None and isinstance(model, str | os.PathLike):
+        return wrap(registry.load_model(os.fspath(model)).model, output)  # as --model FILE (maybe a Model)
+    if wrapped is None and isinstance(model, str | os.PathLike):
         raise UnsupportedModelError(
             f"the model {os.fspath(model)!r} is a string but no file. Pass a model object, or the path "
             "of a model file (a TorchScript .pt, a .keras, or what an installed plugin reads, e.g. "
@@ -111,8 +110,8 @@ def explain(
         params["layer"] = layer
     explainer = explainer_cls(wrapped, batch_size=batch_size, **params)
     x = wrapped.canonical(inputs)
-    if several(x) and not explainer_cls.handles_several():
-        able = [name for name, cls in registry.explainers().items() if cls.handles_several()]
+    if several(x) and not explainer_cls.several_inputs:
+        able = [name for name, cls in registry.explainers().items() if cls.several_inputs]
         raise several_inputs_error(method, type(x).__name__, ", ".join(able) or "none")
     return explainer(x, targets)
 

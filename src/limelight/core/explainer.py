@@ -37,7 +37,7 @@ class Explainer(abc.ABC):
     ``precision`` (see :data:`~limelight.core.model.PRECISIONS`); methods whose
     correctness needs full precision set :attr:`full_precision`. ``explain_input`` (the
     input to explain of a model fed several: a dict key or a tuple position) is accepted by
-    every explainer and used by those that take several inputs (:meth:`handles_several`).
+    every explainer and used by those that take several inputs (:attr:`several_inputs`).
     """
 
     #: The registered name, e.g. ``"gradcam"``.
@@ -90,15 +90,10 @@ class Explainer(abc.ABC):
         """``targets=`` as a user gives it, resolved for ``n`` samples and this method."""
         return resolve_target(targets, n, multi=self.multi_target, method=repr(self.name))
 
-    @classmethod
-    def handles_several(cls) -> bool:
-        """Whether this method explains models fed several inputs."""
-        return cls.several_inputs
-
     def __call__(self, x: Array, targets: TargetsLike = None) -> Explanation:
         """Explain canonical ``x`` (one array, or a tuple / dict of them for a model fed
         several inputs) under this explainer's precision policy."""
-        if several(x) and not self.handles_several():
+        if several(x) and not self.several_inputs:
             # (limelight.explain lists them by name; core.explainer does not know the registry)
             raise several_inputs_error(self.name, type(x).__name__, "those whose class sets several_inputs")
         if self.params.get("explain_input") is not None:

@@ -16,8 +16,9 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .errors import FrameworkNotInstalledError, InputError, LimelightError, UnsupportedError
-from .inputs import leaves, map_inputs, names, rebuild, rows, several, spatial_input, take
+from .inputs import describe, leaves, map_inputs, names, rebuild, rows, several, spatial_input, take
 from .ops import displayable
+from .targets import target_name
 
 __all__ = ["Explanation"]
 
@@ -103,7 +104,7 @@ class Explanation:
         if len(counts) != 1:
             raise InputError(f"values of the inputs {names(self.values)} have different numbers of samples")
         (n,) = counts
-        shape = _shape_text(self.values)
+        shape = describe(self.values, lambda a: str(a.shape))
         if self.targets.ndim not in (1, 2) or self.targets.shape[0] != n:
             raise InputError(f"targets shape {self.targets.shape} does not match values {shape}")
         if self.outputs.ndim < 2 or self.outputs.shape[0] != n:
@@ -166,12 +167,7 @@ class Explanation:
             values = values[:, :, :, None, :]
         base = np.zeros(targets.shape) if exp.base_values is None else exp.base_values.reshape(n, -1)
 
-        def name(t: int) -> str:
-            if t < 0:  # a score that is no class's (targets.Function, targets.Similarity)
-                return "score"
-            return str(output_names[t]) if output_names is not None else f"class {t}"
-
-        names = np.array([[name(int(t)) for t in row] for row in targets])
+        names = np.array([[target_name(int(t), output_names) for t in row] for row in targets])
         return shap.Explanation(
             values=np.asarray(values),
             base_values=np.asarray(base),
@@ -282,12 +278,6 @@ def _npz_path(path: str | os.PathLike[str]) -> Path:
 
 def _rebuild(cls: type[Explanation], kwargs: dict[str, Any]) -> Explanation:
     return cls(**kwargs)
-
-
-def _shape_text(values: Any) -> str:
-    if not several(values):
-        return str(values.shape)
-    return str({k: a.shape for k, a in zip(names(values), leaves(values), strict=True)})
 
 
 def _jsonable(value: Any) -> bool:

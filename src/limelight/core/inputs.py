@@ -168,30 +168,26 @@ def held(xp: Any, x: Inputs, key: str | int, replacement: Any, samples: Any) -> 
 
 
 def spatial_key(x: Inputs, which: Any = None) -> str | int:
-    """The key of :func:`spatial_input`'s input (``0`` for one array)."""
+    """The key of :func:`spatial_input`'s input (``0`` for one array): for several, the one
+    named by ``which`` (``explain_input=``), else the only 4-D ``(N, H, W, C)`` one (an
+    :class:`InputError` when there are none or several)."""
     if which is not None or not several(x):
         return select(x, which)
-    image = spatial_input(x)
-    return next(k for k, a in zip(names(x), leaves(x), strict=True) if a is image)
-
-
-def spatial_input(x: Inputs, which: Any = None) -> Any:
-    """The input whose ``(H, W)`` spatial maps are sized by: ``x`` itself for one array; for
-    several, the one named by ``which`` (``explain_input=``), else the only 4-D
-    ``(N, H, W, C)`` one (an :class:`InputError` when there are none or several)."""
-    if not several(x):
-        return x
-    if which is not None:
-        return get(x, select(x, which))
-    images = [(k, a) for k, a in zip(names(x), leaves(x), strict=True) if a.ndim == 4]
+    images = [k for k, a in zip(names(x), leaves(x), strict=True) if a.ndim == 4]
     if len(images) == 1:
-        return images[0][1]
-    found = ", ".join(repr(k) for k, _ in images) or "none"
+        return images[0]
+    found = ", ".join(map(repr, images)) or "none"
     raise InputError(
         f"maps are sized by the model's one image input (N, H, W, C); among the inputs "
         f"{', '.join(map(repr, names(x)))} the image-shaped ones are: {found}. Name the one "
         "to map with explain_input=."
     )
+
+
+def spatial_input(x: Inputs, which: Any = None) -> Any:
+    """The input whose ``(H, W)`` spatial maps are sized by: ``x`` itself for one array, else
+    the input :func:`spatial_key` names."""
+    return get(x, spatial_key(x, which)) if several(x) else x
 
 
 def shape_reference(x: Inputs) -> Any:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .arrays import host_array
-from .errors import LimelightError, TargetError
+from .errors import InputError, LimelightError, TargetError
 
 __all__ = [
     "TargetsLike",
@@ -44,6 +44,7 @@ __all__ = [
     "deeplift_target",
     "normalize_targets",
     "resolve_targets",
+    "target_name",
 ]
 
 Array = Any
@@ -531,3 +532,16 @@ def resolve_targets(targets: TargetsLike, outputs: np.ndarray) -> np.ndarray:
     if not isinstance(target, Classes):
         raise TargetError(f"{type(target).__name__} targets are not class indices.")
     return target.index[:, 0] if target.single else target.index
+
+
+def target_name(target: int, class_names: Sequence[str] | None, prefix: str = "class ") -> str:
+    """An explained target in words: its class name (``class_names``), else ``prefix`` and
+    its index; ``"score"`` for a target that is no class (``-1``: a Function or Similarity
+    target). Too few ``class_names`` is an :class:`InputError`."""
+    if target < 0:
+        return "score"
+    if class_names is None:
+        return f"{prefix}{target}"
+    if target >= len(class_names):
+        raise InputError(f"class_names has {len(class_names)} names; the explained class {target} needs more.")
+    return str(class_names[target])

@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import ParameterError, UnsupportedError
+from ..core.errors import ParameterError
 from ..core.lazy import require
 from ..core.model import Array, Model, batches
-from .metric import DEFAULT_BATCH_SIZE, Metric, on_device, on_host
+from .metric import DEFAULT_BATCH_SIZE, Metric, check_class_outputs, on_device, on_host
 
 __all__ = [
     "OUTPUT_KINDS",
@@ -68,12 +68,7 @@ def _probability(model: Model, images: Array, classes: np.ndarray, output_kind: 
     is decided here. Returns the probabilities and the kind used."""
     xp = model.xp
     z = model.predict(images, batch_size=max(1, int(images.shape[0])))
-    if len(z.shape) != 2:
-        raise UnsupportedError(
-            f"the faithfulness metrics score one class's probability from outputs (N, K), but this "
-            f"model's output is dense, {tuple(z.shape)} (channels-last, classes last): pick a "
-            "classifier's output with output=, or use metrics that need no model."
-        )
+    check_class_outputs(tuple(z.shape), "the faithfulness metrics")
     z = z if z.dtype == xp.float64 else xp.astype(z, xp.float32)  # half-precision outputs: float32
     if output_kind == "auto":
         output_kind = "probabilities" if _are_probabilities(model, z) else "logits"

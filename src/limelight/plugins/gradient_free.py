@@ -33,7 +33,7 @@ from ..core.errors import InputError, ParameterError
 from ..core.explainer import Explainer
 from ..core.explanation import Explanation
 from ..core.hookspecs import hookimpl
-from ..core.inputs import held, several, spatial_input, spatial_key, take
+from ..core.inputs import get, held, several, spatial_key, take
 from ..core.inputs import rows as input_rows
 from ..core.model import Array, SupportsActivationEdit, SupportsLayers, batches
 from ..core.ops import bilinear_matrix
@@ -109,8 +109,8 @@ class _ExtraPasses(Explainer):
         values."""
         if not several(x):
             return None, x
-        which = self.params.get("explain_input")
-        return spatial_key(x, which), spatial_input(x, which)
+        key = spatial_key(x, self.params.get("explain_input"))
+        return key, get(x, key)
 
     def with_image(self, x: Array, key: Any, images: Array, samples: Array) -> Array:
         """The inputs of a batch of edited images ``(B, ...)`` whose row ``j`` belongs to sample
