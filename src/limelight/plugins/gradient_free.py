@@ -84,22 +84,22 @@ class _ExtraPasses(Explainer):
         """Rows per extra framework call: ``explain(..., batch_size=)``, else :data:`BATCH_SIZE`."""
         return self.batch_size or BATCH_SIZE
 
-    def scores(self, target: Target, outputs: Array, rows: np.ndarray) -> Array:
-        """The fixed ``target``'s scores ``(B,)`` of ``outputs`` ``(B, K)``, whose row ``j``
-        belongs to sample ``rows[j]``."""
-        data = [self.model.asarray(d[rows], like=outputs) for d in target.data()]
-        return target.scores(self.xp, outputs, *data)[:, 0]
-
     def target_data(self, target: Target, like: Array) -> list[Array]:
         """The fixed ``target``'s per-sample data ``(N, ...)`` on the device, moved there
         once per call (the loops then index it on the device: no host transfer per batch)."""
         return [self.model.asarray(d, like=like) for d in target.data()]
 
-    def sample_scores(self, target: Target, outputs: Array, data: list[Array], sample: int) -> Array:
-        """The scores ``(B,)`` of ``outputs`` ``(B, K)``, every row of sample ``sample``
-        (``data`` from :meth:`target_data`)."""
+    def scores(self, target: Target, outputs: Array, data: list[Array], samples: Array | int | None) -> Array:
+        """The fixed ``target``'s scores ``(B,)`` of ``outputs`` ``(B, K)`` (``data`` from
+        :meth:`target_data`): row ``j`` belongs to sample ``samples[j]`` (a device index
+        array), to sample ``samples`` (an int: every row), or to sample ``j`` (None)."""
         xp, rows = self.xp, int(outputs.shape[0])
-        rows_data = [xp.broadcast_to(d[sample : sample + 1], (rows, *d.shape[1:])) for d in data]
+        if samples is None:
+            rows_data = data
+        elif isinstance(samples, int):
+            rows_data = [xp.broadcast_to(d[samples : samples + 1], (rows, *d.shape[1:])) for d in data]
+        else:
+            rows_data = [xp.take(d, samples, axis=0) for d in data]
         return target.scores(xp, outputs, *rows_data)[:, 0]
 
     def image_input(self, x: Array) -> tuple[Any, Array]:
@@ -203,13 +203,14 @@ class ScoreCAM(_LayerCAM):
         constant_d = xp.max(acts, axis=(1, 2)) == xp.min(acts, axis=(1, 2))  # (n, C)
         constant = np.asarray(model.to_numpy(constant_d), bool)  # tiny control values
         scores = xp.zeros((n * channels,), dtype=xp.float32, device=image.device)
+        data = self.target_data(target, outputs)
         if constant.any():  # x ⊙ 0: the same zero image for every such channel
             if key is None:
                 zero_out = model.predict(xp.zeros_like(image[:1]))
                 zero_out = xp.tile(zero_out, (n, *[1] * (zero_out.ndim - 1)))
             else:  # with each sample's other inputs
                 zero_out = model.predict(self.with_image(x, key, xp.zeros_like(image), model.asarray(np.arange(n))))
-            zero = self.scores(target, zero_out, np.arange(n))
+            zero = self.scores(target, zero_out, data, None)
             zero = xp.astype(zero, xp.float32)[:, None] * xp.astype(constant_d, xp.float32)
             scores = scores + xp.reshape(zero, (-1,))
         rows, chans = np.nonzero(~constant)  # sample-major
@@ -218,7 +219,6 @@ class ScoreCAM(_LayerCAM):
         # everything the loop indexes goes to the device once; each batch slices it there
         # and its scores stay there, so the loop never waits for the device
         indices, samples = model.asarray(rows * channels + chans), model.asarray(rows)
-        data = self.target_data(target, outputs)
         parts = []
         for part in batches(total, size):
             r = samples[part]
@@ -228,8 +228,7 @@ class ScoreCAM(_LayerCAM):
             masks = (up - low) / (high - low + 1e-8)
             masked = xp.take(image, r, axis=0) * xp.astype(masks, image.dtype)[..., None]
             out = model.predict(self.with_image(x, key, masked, r))
-            rows_data = [xp.take(d, r, axis=0) for d in data]
-            parts.append(xp.astype(target.scores(xp, out, *rows_data)[:, 0], xp.float32))
+            parts.append(xp.astype(self.scores(target, out, data, r), xp.float32))
             progress(part.stop, total)
         if parts:
             scores = model.index_add(scores, indices, xp.concat(parts))
@@ -278,7 +277,8 @@ class AblationCAM(_LayerCAM):
         outputs = model.predict(x, batch_size=size)
         target, classes = self.fix_target(target, outputs)
         n = input_rows(x)
-        original = xp.astype(self.scores(target, outputs, np.arange(n)), xp.float32)  # (n,)
+        data = self.target_data(target, outputs)
+        original = xp.astype(self.scores(target, outputs, data, None), xp.float32)  # (n,)
         # channels are ablated in the layer's own layout (tokens: at every token, as
         # pytorch-grad-cam's AblationLayerVit); the map is drawn on the grid of positions
         layer, acts, grid = self.layer_activations(x)
@@ -295,7 +295,6 @@ class AblationCAM(_LayerCAM):
         samples, todo = np.nonzero(~inert)  # sample-major
         starts = np.searchsorted(samples, np.arange(n + 1))
         todo_d, flat_d = model.asarray(todo), model.asarray(samples * channels + todo)
-        data = self.target_data(target, outputs)
         total, parts = len(todo), []
         for i in range(n):
             # one view of the sample for all its batches: a backend may keep the network
@@ -306,7 +305,7 @@ class AblationCAM(_LayerCAM):
                 hit = c[:, None] == channel_ids[None, :]  # (R, C) one-hot
                 rows = xp.where(hit[(slice(None), *middle[1:], slice(None))], value[i], own)  # (R, ..., C)
                 out = model.outputs_with(sample, layer, rows, batch_size=size)
-                parts.append(xp.astype(self.sample_scores(target, out, data, i), xp.float32))
+                parts.append(xp.astype(self.scores(target, out, data, i), xp.float32))
                 progress(int(starts[i]) + part.stop, total)
         if parts:
             ablated = model.index_add(ablated, flat_d, xp.concat(parts))
@@ -452,7 +451,7 @@ class RISE(_ExtraPasses):
                     out = xp.astype(out, xp.float64)
                     out = xp.exp(out - xp.max(out, axis=-1, keepdims=True))  # classes: the last axis
                     out = out / xp.sum(out, axis=-1, keepdims=True)
-                per_sample.append(xp.astype(self.sample_scores(target, out, data, i), xp.float64))
+                per_sample.append(xp.astype(self.scores(target, out, data, i), xp.float64))
                 done += int(masks.shape[0])
                 progress(done, total)
             saliency = saliency + xp.matmul(xp.stack(per_sample), flat)
