@@ -266,13 +266,10 @@ def evaluate(
     methods: dict[str, tuple[str, dict[str, Any]]] = {}
     if sanity and not computed:  # refuse before the metrics run
         methods = {row: _sanity_method(row, exp, (method_params or {}).get(row)) for row, exp in explanations.items()}
-    resolved = {row: host_classes(wrapped, exp.targets) for row, exp in explanations.items()}
-    baselines = baseline_classes(resolved, class_metrics(chosen, False)) if resolved else (
-        _predicted_classes(wrapped, x, targets, batch_size))
     maps.update(baseline_maps(wrapped.to_numpy(x), seed))
     kinds: dict[str, str] = {}
-    scores = score_rows(maps, explanations, chosen, x=x, model=wrapped, masks=masks, classes=resolved,
-                        baselines=baselines, kinds=kinds)
+    fallback = None if explanations else _predicted_classes(wrapped, x, targets, batch_size)
+    scores = score_rows(maps, explanations, chosen, x=x, model=wrapped, masks=masks, kinds=kinds, fallback=fallback)
     better = {name: metric.higher_is_better for name, metric in chosen.items()}
     if sanity:
         if computed:  # made here from the names, with the params the user gave
@@ -290,16 +287,17 @@ def score_rows(
     x: Any,
     model: Model,
     masks: np.ndarray | None,
-    classes: Mapping[str, np.ndarray],
-    baselines: np.ndarray | None,
     kinds: dict[str, str],
+    fallback: np.ndarray | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """``{row: {metric: (N,) scores}}`` for every map ``(N, H, W)`` in ``maps``: a given
-    explanation's row on its own classes (``classes[row]``, its targets on the host), a
-    baseline's on ``baselines`` (None: NaN for the
-    metrics that read the class's output; see :func:`baseline_classes`). ``kinds`` collects
-    each metric's ``output_kind_used``. Shared by :func:`evaluate` and
-    :func:`limelight.evaluate_dataset` (one batch at a time)."""
+    explanation's row on its own targets, a baseline's on the explanations' shared classes
+    (:func:`baseline_classes`: NaN for the metrics that read the class when they differ;
+    ``fallback`` when there are no explanations). ``kinds`` collects each metric's
+    ``output_kind_used``. Shared by :func:`evaluate` and :func:`limelight.evaluate_dataset`
+    (one batch at a time)."""
+    classes = {row: host_classes(model, exp.targets) for row, exp in explanations.items()}
+    baselines = baseline_classes(classes, class_metrics(metrics, False)) if classes else fallback
     scores: dict[str, dict[str, np.ndarray]] = {}
     for row, m in maps.items():
         scores[row] = {}

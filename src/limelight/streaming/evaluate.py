@@ -25,12 +25,11 @@ import numpy as np
 from ..core.api import explain, wrap
 from ..core.errors import InputError, ParameterError
 from ..core.model import Model
-from ..evaluation.metric import DEFAULT_BATCH_SIZE, Metric, as_host, check_class_explanation, host_classes
+from ..evaluation.metric import DEFAULT_BATCH_SIZE, Metric, as_host, check_class_explanation
 from ..evaluation.table import (
     Evaluation,
     _checked_maps,
     _chosen_metrics,
-    baseline_classes,
     baseline_maps,
     class_metrics,
     image_batch_shape,
@@ -220,13 +219,10 @@ class _BatchScorer:
         if need_class:  # dense outputs: refused before the metrics run
             for exp in explanations.values():
                 check_class_explanation(exp, need_class)
-        classes = {row: host_classes(wrapped, exp.targets) for row, exp in explanations.items()}
         baselines = baseline_maps(wrapped.to_numpy(x), self.seed)
         baselines["random"] = self.rng.rand(*shape)  # the stream continues across batches
         maps.update(baselines)
-        scores = score_rows(maps, explanations, self.metrics, x=x, model=wrapped, masks=masks, classes=classes,
-                            baselines=baseline_classes(classes, class_metrics(self.metrics, False)),
-                            kinds=self.output_kinds)
+        scores = score_rows(maps, explanations, self.metrics, x=x, model=wrapped, masks=masks, kinds=self.output_kinds)
         if self.sanity:
             methods = {row: (row, dict(self.method_params.get(row, {}))) for row in explanations}
             sanity_rows(scores, maps, explanations, methods, self.model, inputs,
